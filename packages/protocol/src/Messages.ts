@@ -1,0 +1,131 @@
+import { Either, ParseResult, Schema } from "effect"
+
+/**
+ * The tunnel's wire format: JSON text frames, one message each, a tagged union
+ * by `type`. Every frame is decoded at the boundary with these schemas.
+ */
+
+/** HTTP headers as they travel: repeated headers (set-cookie) stay arrays. */
+export const Headers = Schema.Record({
+  key: Schema.String,
+  value: Schema.Union(Schema.String, Schema.Array(Schema.String))
+})
+export type Headers = typeof Headers.Type
+
+/** Bodies and frames that are not valid UTF-8 travel base64-encoded. */
+export const Encoding = Schema.Literal("base64")
+
+const Id = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+
+// relay -> host
+
+export class HttpRequest extends Schema.TaggedClass<HttpRequest>()("http", {
+  id: Id,
+  method: Schema.String,
+  path: Schema.String,
+  headers: Headers,
+  body: Schema.optional(Schema.String),
+  bodyEncoding: Schema.optional(Encoding)
+}) {}
+
+export class WsOpen extends Schema.TaggedClass<WsOpen>()("ws:open", {
+  id: Id,
+  path: Schema.String,
+  query: Schema.optional(Schema.String),
+  headers: Schema.optional(Headers)
+}) {}
+
+export class Ping extends Schema.TaggedClass<Ping>()("ping", {
+  ts: Schema.Number
+}) {}
+
+export class Drain extends Schema.TaggedClass<Drain>()("drain", {
+  reason: Schema.optional(Schema.String)
+}) {}
+
+// both ways
+
+export class WsFrame extends Schema.TaggedClass<WsFrame>()("ws:frame", {
+  id: Id,
+  data: Schema.String,
+  encoding: Schema.optional(Encoding)
+}) {}
+
+export class WsClose extends Schema.TaggedClass<WsClose>()("ws:close", {
+  id: Id,
+  code: Schema.optional(Schema.Number),
+  reason: Schema.optional(Schema.String)
+}) {}
+
+// host -> relay
+
+export class HttpResponse extends Schema.TaggedClass<HttpResponse>()("http:response", {
+  id: Id,
+  status: Schema.Number.pipe(Schema.int(), Schema.between(100, 599)),
+  headers: Headers,
+  body: Schema.optional(Schema.String),
+  bodyEncoding: Schema.optional(Encoding)
+}) {}
+
+export class Pong extends Schema.TaggedClass<Pong>()("pong", {
+  ts: Schema.Number
+}) {}
+
+export const RelayToHost = Schema.Union(HttpRequest, WsOpen, WsFrame, WsClose, Ping, Drain)
+export type RelayToHost = typeof RelayToHost.Type
+
+export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong)
+export type HostToRelay = typeof HostToRelay.Type
+
+/**
+ * The tagged classes use `_tag` in memory; on the wire the tag is `type`.
+ * These codecs rename it both ways.
+ */
+const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: string }>(
+  schema: Schema.Schema<A, I>
+) => {
+  const fromObject = Schema.decodeUnknownEither(schema)
+  const toJson = Schema.encodeSync(schema)
+  return {
+    decode: (text: string): Either.Either<A, FrameError> => {
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(text)
+      } catch {
+        return Either.left(new FrameError({ problem: "not JSON" }))
+      }
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        return Either.left(new FrameError({ problem: "not a JSON object" }))
+      }
+      const { type, ...rest } = parsed as Record<string, unknown>
+      if (typeof type !== "string") {
+        return Either.left(new FrameError({ problem: "no type field" }))
+      }
+      return Either.mapLeft(
+        fromObject({ _tag: type, ...rest }),
+        (e) =>
+          new FrameError({
+            type,
+            problem: ParseResult.TreeFormatter.formatErrorSync(e)
+          })
+      )
+    },
+    encode: (message: A): string => {
+      const { _tag, ...rest } = toJson(message) as I & Record<string, unknown>
+      return JSON.stringify({ type: _tag, ...rest })
+    }
+  }
+}
+
+/** A frame that is not a message we know: logged and answered, never a crash. */
+export class FrameError extends Schema.TaggedError<FrameError>()("FrameError", {
+  type: Schema.optional(Schema.String),
+  problem: Schema.String
+}) {
+  get message() {
+    return `bad frame${this.type ? ` (type ${this.type})` : ""}: ${this.problem}`
+  }
+}
+
+export const RelayToHostCodec = wire(RelayToHost)
+export const HostToRelayCodec = wire(HostToRelay)

@@ -1,0 +1,206 @@
+import { Data, Deferred, Effect, Exit, Mailbox, Option, Scope, Stream } from "effect"
+import WebSocket from "ws"
+import { isSendableCloseCode } from "./CloseCodes.js"
+
+/**
+ * A message-framed, full-duplex connection: the one shape the relay and the
+ * host agent use for tunnels and for client/target WebSocket channels. The
+ * `ws` library is wrapped here and only here; an in-memory pair with the same
+ * shape lets tests drive a tunnel under `TestClock`.
+ */
+export interface Transport {
+  /** Frames from the peer, in order; ends when the connection closes. */
+  readonly messages: Stream.Stream<string | Uint8Array>
+  /** Sends one frame; fails with `TransportClosed` once the connection is closing or closed. */
+  readonly send: (data: string | Uint8Array) => Effect.Effect<void, TransportClosed>
+  /**
+   * Starts the close handshake with this code (1005 closes without a code,
+   * 1006 drops the connection without a handshake). Never fails; closing twice is a no-op.
+   */
+  readonly close: (code: number, reason?: string) => Effect.Effect<void>
+  /** Completes with the code and reason the connection ended with. */
+  readonly closed: Effect.Effect<CloseInfo>
+  /** The close info, if the connection has ended. */
+  readonly closeInfo: Effect.Effect<Option.Option<CloseInfo>>
+  /** Bytes queued for sending and not yet handed to the OS. */
+  readonly bufferedAmount: () => number
+}
+
+export interface CloseInfo {
+  readonly code: number
+  readonly reason: string
+}
+
+export class TransportClosed extends Data.TaggedError("TransportClosed")<{
+  readonly code?: number
+}> {
+  get message() {
+    return "connection is closed"
+  }
+}
+
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly url: string
+  readonly cause: unknown
+  /** The HTTP status when the server answered the upgrade with a plain response. */
+  readonly status?: number
+}> {
+  get message() {
+    const detail = this.status !== undefined
+      ? `HTTP ${this.status}`
+      : this.cause instanceof Error
+      ? this.cause.message
+      : String(this.cause)
+    return `cannot connect to ${this.url}: ${detail}`
+  }
+}
+
+const toBytes = (data: WebSocket.RawData): Uint8Array =>
+  Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
+
+const makeState = Effect.all([Mailbox.make<string | Uint8Array>(), Deferred.make<CloseInfo>()])
+
+/**
+ * Puts the transport's listeners on a `ws` socket at once, so no frame that
+ * arrives between the upgrade and the first read is lost.
+ */
+const attach = (
+  ws: WebSocket,
+  inbox: Mailbox.Mailbox<string | Uint8Array>,
+  closed: Deferred.Deferred<CloseInfo>
+): Transport => {
+  const finish = (info: CloseInfo) => {
+    inbox.unsafeDone(Exit.void)
+    Deferred.unsafeDone(closed, Exit.succeed(info))
+  }
+  ws.on("message", (data, isBinary) => {
+    inbox.unsafeOffer(isBinary ? toBytes(data) : toBytes(data).toString())
+  })
+  // `error` is always followed by `close`; the listener keeps an unhandled error event from crashing the process.
+  ws.on("error", () => {})
+  ws.on("close", (code, reason) => finish({ code, reason: reason.toString() }))
+  if (ws.readyState === WebSocket.CLOSED) finish({ code: 1006, reason: "" })
+
+  const send = (data: string | Uint8Array) =>
+    ws.readyState === WebSocket.OPEN
+      ? Effect.try({
+        try: () => ws.send(data),
+        catch: () => new TransportClosed({})
+      })
+      : Effect.fail(new TransportClosed({}))
+
+  const close = (code: number, reason?: string) =>
+    Effect.sync(() => {
+      if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return
+      if (ws.readyState === WebSocket.CONNECTING || code === 1006) return ws.terminate()
+      if (code === 1005 || !isSendableCloseCode(code)) return ws.close()
+      // A close reason may carry at most 123 bytes.
+      ws.close(code, reason === undefined ? undefined : Buffer.from(reason).subarray(0, 123).toString())
+    })
+
+  return {
+    messages: Mailbox.toStream(inbox),
+    send,
+    close,
+    closed: Deferred.await(closed),
+    closeInfo: Deferred.poll(closed).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
+    ),
+    bufferedAmount: () => ws.bufferedAmount
+  }
+}
+
+/** Wraps a `ws` socket that the caller owns (for example one from a server upgrade). */
+export const fromWebSocket = (ws: WebSocket): Effect.Effect<Transport> =>
+  Effect.map(makeState, ([inbox, closed]) => attach(ws, inbox, closed))
+
+export interface ConnectOptions {
+  readonly headers?: Record<string, string>
+  /** How long to wait for the upgrade to complete. */
+  readonly timeoutMs?: number
+  /** Largest frame accepted from the peer, in bytes. */
+  readonly maxPayload?: number
+}
+
+/**
+ * Dials a WebSocket server. The connection lives as long as the scope: closing
+ * the scope closes it (1000 unless it was already closed with another code).
+ */
+export const connect = (url: string, options: ConnectOptions = {}): Effect.Effect<Transport, ConnectError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const [inbox, closed] = yield* makeState
+    const [, transport] = yield* Effect.acquireRelease(
+      Effect.async<readonly [WebSocket, Transport], ConnectError>((resume) => {
+        const ws = new WebSocket(url, {
+          headers: options.headers,
+          handshakeTimeout: options.timeoutMs ?? 20_000,
+          maxPayload: options.maxPayload ?? 64 * 1024 * 1024,
+          perMessageDeflate: false
+        })
+        const transport = attach(ws, inbox, closed)
+        let settled = false
+        const fail = (cause: unknown, status?: number) => {
+          if (settled) return
+          settled = true
+          ws.terminate()
+          resume(Effect.fail(new ConnectError({ url: redact(url), cause, ...(status !== undefined ? { status } : {}) })))
+        }
+        ws.once("open", () => {
+          if (settled) return
+          settled = true
+          resume(Effect.succeed([ws, transport] as const))
+        })
+        ws.once("unexpected-response", (_req, res) => {
+          res.resume()
+          fail(new Error(`HTTP ${res.statusCode}`), res.statusCode)
+        })
+        ws.once("error", (error) => fail(error))
+        return Effect.sync(() => {
+          settled = true
+          ws.terminate()
+        })
+      }),
+      ([ws]) =>
+        Effect.sync(() => {
+          if (ws.readyState === WebSocket.OPEN) ws.close(1000)
+          else if (ws.readyState === WebSocket.CONNECTING) ws.terminate()
+        })
+    )
+    return transport
+  })
+
+/** Drops a `token` query parameter from a URL before it is logged or shown. */
+export const redact = (url: string): string => url.replace(/([?&]token=)[^&]*/g, "$1<redacted>")
+
+/**
+ * Two transports wired to each other in memory: what one sends, the other
+ * receives. For tests of tunnel logic under `TestClock`.
+ */
+export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect.gen(function*() {
+  const make = () =>
+    Effect.all([Mailbox.make<string | Uint8Array>(), Deferred.make<CloseInfo>()])
+  const [inA, closedA] = yield* make()
+  const [inB, closedB] = yield* make()
+  const end = (info: CloseInfo) =>
+    Effect.gen(function*() {
+      if (yield* Deferred.isDone(closedA)) return
+      yield* Deferred.succeed(closedA, info)
+      yield* Deferred.succeed(closedB, info)
+      yield* inA.end
+      yield* inB.end
+    })
+  const side = (inbox: Mailbox.Mailbox<string | Uint8Array>, closed: Deferred.Deferred<CloseInfo>, peer: Mailbox.Mailbox<string | Uint8Array>): Transport => ({
+    messages: Mailbox.toStream(inbox),
+    send: (data) =>
+      Deferred.isDone(closed).pipe(
+        Effect.flatMap((done) => done ? Effect.fail(new TransportClosed({})) : Effect.asVoid(peer.offer(data)))
+      ),
+    close: (code, reason) => end({ code, reason: reason ?? "" }),
+    closed: Deferred.await(closed),
+    closeInfo: Deferred.poll(closed).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
+    ),
+    bufferedAmount: () => 0
+  })
+  return [side(inA, closedA, inB), side(inB, closedB, inA)] as const
+})

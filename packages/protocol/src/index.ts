@@ -1,0 +1,6 @@
+export * from "./Body.js"
+export * from "./CloseCodes.js"
+export * from "./DrainSignal.js"
+export * from "./HostId.js"
+export * from "./Messages.js"
+export * as Transport from "./Transport.js"

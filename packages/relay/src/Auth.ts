@@ -1,0 +1,68 @@
+import { orgOf, type HostId } from "@effect-relay/protocol"
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import * as jose from "jose"
+import { Forbidden, Unauthorized } from "./Errors.js"
+import { RelayConfig, type AuthSettings } from "./RelayConfig.js"
+
+/** What a verified token grants: the orgs whose hosts it may register or call. */
+export interface Grant {
+  readonly orgs: ReadonlyArray<string>
+  readonly subject: Option.Option<string>
+}
+
+/**
+ * Verifies bearer tokens (JWT, HS256 secret or JWKS) and checks that the
+ * token's `org` / `orgs` claims cover a host's org.
+ */
+export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
+  readonly verify: (token: string | undefined) => Effect.Effect<Grant, Unauthorized>
+  readonly authorize: (token: string | undefined, hostId: HostId) => Effect.Effect<Grant, Unauthorized | Forbidden>
+}>() {
+  static make = (settings: AuthSettings) =>
+    Effect.sync(() => {
+      const key = settings.key._tag === "Secret"
+        ? new TextEncoder().encode(Redacted.value(settings.key.secret))
+        : jose.createRemoteJWKSet(new URL(settings.key.url))
+      const options: jose.JWTVerifyOptions = {
+        algorithms: settings.key._tag === "Secret" ? ["HS256"] : ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"],
+        ...Option.match(settings.issuer, { onNone: () => ({}), onSome: (issuer) => ({ issuer }) }),
+        ...Option.match(settings.audience, { onNone: () => ({}), onSome: (audience) => ({ audience }) })
+      }
+      const verify = (token: string | undefined) =>
+        token === undefined || token === ""
+          ? Effect.fail(new Unauthorized({ reason: "missing token" }))
+          : Effect.tryPromise({
+            try: () =>
+              typeof key === "function"
+                ? jose.jwtVerify(token, key, options)
+                : jose.jwtVerify(token, key, options),
+            catch: (e) => new Unauthorized({ reason: describe(e) })
+          }).pipe(Effect.map(({ payload }) => grantOf(payload)))
+      const authorize = (token: string | undefined, hostId: HostId) =>
+        Effect.flatMap(verify(token), (grant) => {
+          const org = orgOf(hostId)
+          return grant.orgs.includes(org) ? Effect.succeed(grant) : Effect.fail(new Forbidden({ org }))
+        })
+      return Auth.of({ verify, authorize })
+    })
+
+  static layer = Layer.effect(Auth, Effect.flatMap(RelayConfig, (config) => Auth.make(config.auth)))
+}
+
+const grantOf = (payload: jose.JWTPayload): Grant => {
+  const orgs: Array<string> = []
+  if (typeof payload.org === "string") orgs.push(payload.org)
+  if (Array.isArray(payload.orgs)) {
+    for (const org of payload.orgs) if (typeof org === "string") orgs.push(org)
+  }
+  return { orgs, subject: Option.fromNullable(payload.sub) }
+}
+
+const describe = (e: unknown): string => {
+  if (e instanceof jose.errors.JWTExpired) return "token expired"
+  if (e instanceof jose.errors.JWSSignatureVerificationFailed) return "bad token signature"
+  if (e instanceof jose.errors.JWTClaimValidationFailed) return `token claim ${e.claim} invalid`
+  if (e instanceof jose.errors.JOSEAlgNotAllowed) return "token algorithm not allowed"
+  if (e instanceof jose.errors.JOSEError) return `invalid token (${e.code})`
+  return "invalid token"
+}

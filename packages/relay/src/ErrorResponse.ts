@@ -1,0 +1,47 @@
+import { CloseCodes, CloseReasons } from "@effect-relay/protocol"
+import type { ClientError } from "./Errors.js"
+
+/**
+ * The one place where an expected failure becomes what a client sees: an HTTP
+ * status with `{"error": code, "message": ...}`, or a tunnel close code.
+ */
+export interface HttpError {
+  readonly status: number
+  readonly error: string
+  readonly message: string
+}
+
+const codes: { readonly [K in ClientError["_tag"]]: readonly [status: number, error: string] } = {
+  BadRequest: [400, "bad_request"],
+  BadHostId: [400, "bad_host_id"],
+  Unauthorized: [401, "unauthorized"],
+  Forbidden: [403, "forbidden"],
+  RouteNotFound: [404, "not_found"],
+  PayloadTooLarge: [413, "payload_too_large"],
+  TunnelClosed: [502, "tunnel_closed"],
+  HostOffline: [503, "host_offline"],
+  TooManyPendingRequests: [503, "too_many_pending"],
+  DirectoryUnavailable: [503, "directory_unavailable"],
+  RequestTimeout: [504, "request_timeout"]
+}
+
+export const toHttpError = (e: ClientError): HttpError => {
+  const [status, error] = codes[e._tag]
+  return { status, error, message: e.message }
+}
+
+export const httpErrorBody = (e: HttpError): string => JSON.stringify({ error: e.error, message: e.message })
+
+/** Why a tunnel registration is refused, as a close code and reason. */
+export const toTunnelClose = (e: ClientError): readonly [code: number, reason: string] => {
+  switch (e._tag) {
+    case "Unauthorized":
+      return [CloseCodes.Policy, CloseReasons.Unauthorized]
+    case "Forbidden":
+      return [CloseCodes.Policy, CloseReasons.Forbidden]
+    case "BadHostId":
+      return [CloseCodes.Policy, CloseReasons.BadHostId]
+    default:
+      return [CloseCodes.Internal, e.message]
+  }
+}

@@ -1,0 +1,97 @@
+import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import * as os from "node:os"
+
+/** How this relay verifies tokens: a shared HS256 secret or a JWKS endpoint; issuer and audience checked when set. */
+export interface AuthSettings {
+  readonly key:
+    | { readonly _tag: "Secret"; readonly secret: Redacted.Redacted<string> }
+    | { readonly _tag: "Jwks"; readonly url: string }
+  readonly issuer: Option.Option<string>
+  readonly audience: Option.Option<string>
+}
+
+export interface RelaySettings {
+  /** TCP port to listen on (0 picks a free one). */
+  readonly port: number
+  /** Address to bind. */
+  readonly bindHost: string
+  /** Region name reported by /health and used in the directory owner id. */
+  readonly region: string
+  /** Machine id reported by /health and used in the directory owner id. */
+  readonly machineId: string
+  readonly auth: AuthSettings
+  /** Largest request or response body carried through a tunnel. */
+  readonly maxBodyBytes: number
+  readonly pingIntervalMs: number
+  /** Pings without a pong before the tunnel is closed 1001. */
+  readonly pingMaxMissed: number
+  readonly requestTimeoutMs: number
+  readonly maxPendingPerTunnel: number
+}
+
+/** The relay's settings as a service, so every part reads the same values. */
+export class RelayConfig extends Context.Tag("effect-relay/RelayConfig")<RelayConfig, RelaySettings>() {
+  static layer = (settings: RelaySettings) => Layer.succeed(RelayConfig, settings)
+  /** Reads every setting from the environment (see `settings` for the names). */
+  static layerFromEnv = Layer.effect(
+    RelayConfig,
+    Effect.gen(function*() {
+      const auth = yield* authFromEnv
+      if (Option.isNone(auth)) {
+        return yield* Effect.dieMessage("no auth configured: set RELAY_AUTH_SECRET or RELAY_AUTH_JWKS_URL")
+      }
+      return yield* Config.all({
+        port: settings.port,
+        bindHost: settings.bindHost,
+        region: settings.region,
+        machineId: settings.machineId,
+        maxBodyBytes: settings.maxBodyBytes,
+        pingIntervalMs: settings.pingIntervalMs,
+        pingMaxMissed: settings.pingMaxMissed,
+        requestTimeoutMs: settings.requestTimeoutMs,
+        maxPendingPerTunnel: settings.maxPendingPerTunnel
+      }).pipe(Effect.map((values) => ({ ...values, auth: auth.value })))
+    })
+  )
+}
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+/** Each setting with its environment variable and default: the CLI falls back to these. */
+export const settings = {
+  port: Config.integer("PORT").pipe(Config.withDefault(8080)),
+  bindHost: Config.string("BIND_HOST").pipe(Config.withDefault("0.0.0.0")),
+  region: Config.string("REGION").pipe(
+    Config.orElse(() => Config.string("FLY_REGION")),
+    Config.withDefault("local")
+  ),
+  machineId: Config.string("MACHINE_ID").pipe(
+    Config.orElse(() => Config.string("FLY_MACHINE_ID")),
+    Config.withDefault(os.hostname())
+  ),
+  authSecret: Config.option(Config.redacted("RELAY_AUTH_SECRET")),
+  jwksUrl: Config.option(Config.string("RELAY_AUTH_JWKS_URL")),
+  issuer: Config.option(Config.string("RELAY_AUTH_ISSUER")),
+  audience: Config.option(Config.string("RELAY_AUTH_AUDIENCE")),
+  maxBodyBytes: positiveInt("MAX_BODY_BYTES", 10 * 1024 * 1024),
+  pingIntervalMs: positiveInt("PING_INTERVAL_MS", 30_000),
+  pingMaxMissed: positiveInt("PING_MAX_MISSED", 3),
+  requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 30_000),
+  maxPendingPerTunnel: positiveInt("MAX_PENDING_PER_TUNNEL", 1000)
+} as const
+
+/** Auth from the environment: a JWKS URL wins over a secret; none means dev mode (decided by `serve`). */
+export const authFromEnv = Effect.gen(function*() {
+  const jwksUrl = yield* settings.jwksUrl
+  const secret = yield* settings.authSecret
+  const issuer = yield* settings.issuer
+  const audience = yield* settings.audience
+  const key: Option.Option<AuthSettings["key"]> = Option.isSome(jwksUrl)
+    ? Option.some({ _tag: "Jwks", url: jwksUrl.value })
+    : Option.map(secret, (secret) => ({ _tag: "Secret", secret }))
+  return Option.map(key, (key): AuthSettings => ({ key, issuer, audience }))
+})

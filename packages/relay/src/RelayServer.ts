@@ -1,0 +1,262 @@
+import { decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
+import { Context, Effect, Either, FiberId, Layer, Option, Runtime } from "effect"
+import * as http from "node:http"
+import type { Duplex } from "node:stream"
+import { WebSocketServer, type WebSocket } from "ws"
+import { Auth } from "./Auth.js"
+import { BadHostId, BadRequest, HostOffline, PayloadTooLarge, RouteNotFound, type ClientError } from "./Errors.js"
+import { httpErrorBody, toHttpError, toTunnelClose, type HttpError } from "./ErrorResponse.js"
+import { requestHeadersForHost, responseHeadersForClient } from "./Headers.js"
+import { bearerToken, parseHostRoute, takeToken } from "./HostRoute.js"
+import { RelayAddress } from "./RelayAddress.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { TunnelRegistry } from "./TunnelRegistry.js"
+
+/**
+ * The relay's HTTP surface on a node:http server: `/health`, `/ready`,
+ * `/tunnel` (host registration), `/hosts/:hostId/*` (client requests and
+ * WebSockets). node:http and ws are wrapped here; everything behind them is
+ * Effect services.
+ */
+export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelayServer, {
+  readonly server: http.Server
+  readonly port: number
+}>() {
+  static layer = Layer.scoped(
+    RelayServer,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const registry = yield* TunnelRegistry
+      const auth = yield* Auth
+      const address = yield* RelayAddress
+      const runtime = yield* Effect.runtime<never>()
+      const run = Runtime.runFork(runtime)
+
+      const wss = new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        perMessageDeflate: false,
+        // A body travels base64 in a JSON frame: room for a maximal body plus the envelope.
+        maxPayload: Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024,
+        handleProtocols: (protocols) => protocols.values().next().value ?? false
+      })
+
+      const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+        Effect.async<WebSocket>((resume) => {
+          wss.handleUpgrade(req, socket, head, (ws) => resume(Effect.succeed(ws)))
+        }).pipe(Effect.flatMap(Transport.fromWebSocket))
+
+      const localTunnel = (hostId: HostId) =>
+        Option.match(registry.get(hostId), {
+          onNone: () => Effect.fail(new HostOffline({ hostId })),
+          onSome: Effect.succeed
+        })
+
+      const json = (res: http.ServerResponse, status: number, body: unknown, close = false) =>
+        Effect.sync(() => {
+          if (res.headersSent) return void res.destroy()
+          const text = JSON.stringify(body)
+          res.writeHead(status, {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(text),
+            // The body of a refused upload is not read: the connection cannot be reused.
+            ...(close ? { connection: "close" } : {})
+          })
+          res.end(text)
+        })
+
+      const fail = (res: http.ServerResponse, e: ClientError) => {
+        const error = toHttpError(e)
+        return Effect.logDebug("request.failed").pipe(
+          Effect.annotateLogs({ status: error.status, error: error.error }),
+          Effect.zipRight(json(res, error.status, { error: error.error, message: error.message }, e._tag === "PayloadTooLarge"))
+        )
+      }
+
+      const forward = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
+        Effect.gen(function*() {
+          const route = yield* parseHostRoute(url)!
+          const token = bearerToken(req.headers.authorization, route.queryToken)
+          yield* auth.authorize(token, route.hostId)
+          const tunnel = yield* localTunnel(route.hostId)
+          const body = yield* readBody(req, config.maxBodyBytes)
+          const response = yield* tunnel.request({
+            method: req.method ?? "GET",
+            path: route.query === "" ? route.path : `${route.path}?${route.query}`,
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress),
+            body
+          })
+          yield* Effect.try(() => {
+            const noBody = req.method === "HEAD" || response.status === 204 || response.status === 304
+            res.writeHead(response.status, {
+              ...responseHeadersForClient(response.headers),
+              ...(noBody ? {} : { "content-length": response.body.length })
+            })
+            res.end(noBody ? undefined : response.body)
+          }).pipe(
+            Effect.catchAll((cause) =>
+              Effect.logWarning("request.bad_response_from_host", String(cause)).pipe(
+                Effect.zipRight(json(res, 502, { error: "bad_response", message: "the host sent a response that is not valid HTTP" }))
+              )
+            )
+          )
+        }).pipe(
+          Effect.catchAll((e) => fail(res, e))
+        )
+
+      const handleRequest = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
+        const url = req.url ?? "/"
+        const q = url.indexOf("?")
+        const pathname = q === -1 ? url : url.slice(0, q)
+        if (url.startsWith("/hosts/")) return forward(req, res, url)
+        switch (pathname) {
+          case "/health":
+            return json(res, 200, { ok: true, region: config.region, machineId: config.machineId })
+          case "/ready":
+            return json(res, 200, { ready: true, tunnels: registry.size() })
+          case "/tunnel":
+            return json(res, 426, { error: "upgrade_required", message: "open /tunnel as a WebSocket" })
+          default:
+            return fail(res, new RouteNotFound({ path: pathname }))
+        }
+      }
+
+      const reject = (socket: Duplex, error: HttpError) =>
+        Effect.sync(() => {
+          const body = httpErrorBody(error)
+          if (socket.writable) {
+            socket.end(
+              `HTTP/1.1 ${error.status} ${http.STATUS_CODES[error.status] ?? ""}\r\n` +
+                `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+            )
+          }
+        })
+
+      const handleTunnel = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
+        Effect.gen(function*() {
+          const q = url.indexOf("?")
+          const params = new URLSearchParams(q === -1 ? "" : url.slice(q + 1))
+          const rawHostId = params.get("hostId") ?? ""
+          const token = bearerToken(req.headers.authorization, takeToken(q === -1 ? "" : url.slice(q + 1)).token)
+          const conn = yield* upgrade(req, socket, head)
+          const refuse = (e: ClientError) => {
+            const [code, reason] = toTunnelClose(e)
+            return Effect.logWarning("tunnel.refused").pipe(
+              Effect.annotateLogs({ hostId: rawHostId, code, reason: e.message }),
+              Effect.zipRight(conn.close(code, reason))
+            )
+          }
+          const hostId = decodeHostId(rawHostId)
+          if (Either.isLeft(hostId)) return yield* refuse(new BadHostId({ input: rawHostId }))
+          yield* auth.authorize(token, hostId.right).pipe(
+            Effect.matchEffect({
+              onFailure: refuse,
+              onSuccess: () => registry.register(hostId.right, conn)
+            })
+          )
+        })
+
+      const handleClientSocket = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
+        Effect.gen(function*() {
+          const route = yield* parseHostRoute(url)!
+          yield* auth.authorize(bearerToken(req.headers.authorization, route.queryToken), route.hostId)
+          const tunnel = yield* localTunnel(route.hostId)
+          const client = yield* upgrade(req, socket, head)
+          yield* tunnel.openChannel(client, {
+            path: route.path,
+            ...(route.query === "" ? {} : { query: route.query }),
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: ["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"]
+            })
+          })
+        }).pipe(
+          Effect.catchAll((e) => reject(socket, toHttpError(e)))
+        )
+
+      const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): Effect.Effect<void> => {
+        const url = req.url ?? "/"
+        if (url === "/tunnel" || url.startsWith("/tunnel?")) return handleTunnel(req, socket, head, url)
+        if (url.startsWith("/hosts/")) return handleClientSocket(req, socket, head, url)
+        return reject(socket, toHttpError(new RouteNotFound({ path: url.split("?")[0]! })))
+      }
+
+      const server = http.createServer()
+      server.on("request", (req, res) => {
+        const fiber = run(handleRequest(req, res))
+        res.on("close", () => {
+          if (!res.writableFinished) fiber.unsafeInterruptAsFork(FiberId.none)
+        })
+      })
+      server.on("upgrade", (req, socket, head) => {
+        // A client that resets TCP during the upgrade must not take the process down.
+        socket.on("error", () => {})
+        run(handleUpgrade(req, socket, head))
+      })
+      server.on("clientError", (_error, socket) => {
+        if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")
+      })
+
+      const port = yield* Effect.acquireRelease(
+        Effect.async<number, Error>((resume) => {
+          const onError = (error: Error) => resume(Effect.fail(error))
+          server.once("error", onError)
+          server.listen(config.port, config.bindHost, () => {
+            server.off("error", onError)
+            resume(Effect.succeed((server.address() as { port: number }).port))
+          })
+        }).pipe(Effect.orDie),
+        () =>
+          Effect.sync(() => {
+            server.close()
+            server.closeIdleConnections()
+          })
+      )
+      yield* address.set({ port, internalUrl: `http://127.0.0.1:${port}` })
+      yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
+      return RelayServer.of({ server, port })
+    })
+  )
+}
+
+/** Reads a request body, refusing anything over `limit` bytes before reading it where the length is declared. */
+const readBody = (req: http.IncomingMessage, limit: number) =>
+  Effect.async<Buffer, PayloadTooLarge | BadRequest>((resume) => {
+    const declared = Number(req.headers["content-length"] ?? "0")
+    if (declared > limit) {
+      return resume(Effect.fail(new PayloadTooLarge({ limit })))
+    }
+    const chunks: Array<Buffer> = []
+    let size = 0
+    const cleanup = () => {
+      req.off("data", onData)
+      req.off("end", onEnd)
+      req.off("error", onError)
+      req.off("close", onClose)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        cleanup()
+        resume(Effect.fail(new PayloadTooLarge({ limit })))
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => {
+      cleanup()
+      resume(Effect.succeed(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)))
+    }
+    const onError = (error: Error) => {
+      cleanup()
+      resume(Effect.fail(new BadRequest({ reason: `could not read the request body: ${error.message}` })))
+    }
+    const onClose = () => {
+      if (!req.complete) onError(new Error("client went away"))
+    }
+    req.on("data", onData)
+    req.on("end", onEnd)
+    req.on("error", onError)
+    req.on("close", onClose)
+    return Effect.sync(cleanup)
+  })
+

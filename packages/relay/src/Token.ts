@@ -1,0 +1,25 @@
+import { Duration, Effect, Redacted } from "effect"
+import * as jose from "jose"
+
+export interface TokenClaims {
+  /** Orgs the token grants: one becomes `org`, several become `orgs`. */
+  readonly orgs: ReadonlyArray<string>
+  readonly ttl: Duration.DurationInput
+  readonly subject?: string
+  readonly issuer?: string
+  readonly audience?: string
+}
+
+/** Signs an HS256 token with the relay's secret (what `effect-relay token` prints). */
+export const mintToken = (secret: Redacted.Redacted<string>, claims: TokenClaims): Effect.Effect<string> =>
+  Effect.promise(() => {
+    const orgClaims = claims.orgs.length === 1 ? { org: claims.orgs[0] } : { orgs: [...claims.orgs] }
+    let jwt = new jose.SignJWT(orgClaims)
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setIssuedAt()
+      .setExpirationTime(Math.floor((Date.now() + Duration.toMillis(claims.ttl)) / 1000))
+    if (claims.subject) jwt = jwt.setSubject(claims.subject)
+    if (claims.issuer) jwt = jwt.setIssuer(claims.issuer)
+    if (claims.audience) jwt = jwt.setAudience(claims.audience)
+    return jwt.sign(new TextEncoder().encode(Redacted.value(secret)))
+  })

@@ -1,0 +1,236 @@
+import {
+  CloseCodes,
+  CloseReasons,
+  decodeBytes,
+  Drain,
+  encodeBytes,
+  HostToRelayCodec,
+  HttpRequest,
+  Ping,
+  RelayToHostCodec,
+  type Transport,
+  WsClose,
+  WsFrame,
+  WsOpen,
+  type HostId,
+  type Headers,
+  type RelayToHost
+} from "@effect-relay/protocol"
+import { Deferred, Effect, FiberSet, Option, Scope, Stream } from "effect"
+import { randomUUID } from "node:crypto"
+import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
+import { RelayConfig } from "./RelayConfig.js"
+
+type Conn = Transport.Transport
+type CloseInfo = Transport.CloseInfo
+
+/** A client's HTTP request as it goes into a tunnel. */
+export interface ForwardRequest {
+  readonly method: string
+  /** Path and query as the host's local service should see them. */
+  readonly path: string
+  readonly headers: Headers
+  readonly body: Uint8Array
+}
+
+/** The host's answer. */
+export interface ForwardResponse {
+  readonly status: number
+  readonly headers: Headers
+  readonly body: Buffer
+}
+
+export interface ChannelOpen {
+  readonly path: string
+  readonly query?: string
+  readonly headers: Headers
+}
+
+/** One host's tunnel while it is open. Its life is the scope it was made in. */
+export interface Tunnel {
+  readonly hostId: HostId
+  readonly tunnelId: string
+  readonly connectedAt: number
+  /** Sends a request to the host and waits for its response. */
+  readonly request: (req: ForwardRequest) => Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout | TooManyPendingRequests>
+  /** Carries a client WebSocket to the host's local WebSocket endpoint until either side closes. */
+  readonly openChannel: (client: Conn, open: ChannelOpen) => Effect.Effect<void>
+  /** Completes when the tunnel ends on its own: the host closed it or stopped answering pings. */
+  readonly ended: Effect.Effect<CloseInfo>
+  /** Decides the close code the finalizer will use (for example 1000 when replaced). */
+  readonly closeWith: (code: number, reason: string) => Effect.Effect<void>
+  readonly pendingCount: () => number
+  readonly channelCount: () => number
+}
+
+const send = (conn: Conn, message: RelayToHost) => conn.send(RelayToHostCodec.encode(message))
+
+/**
+ * Opens a tunnel over an accepted transport. Its finalizers fail the pending
+ * requests (502), close the client channels, and close the transport: with
+ * the code chosen by `closeWith` (replacement, ping timeout, refusal), or
+ * else with a drain frame and close 4001, since a scope closing from outside
+ * means this relay is shutting down.
+ */
+export const make = (hostId: HostId, conn: Conn): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
+  Effect.gen(function*() {
+    const config = yield* RelayConfig
+    const tunnelId = randomUUID()
+    const connectedAt = Date.now()
+    const pending = new Map<string, Deferred.Deferred<ForwardResponse, TunnelClosed>>()
+    const channels = new Map<string, Conn>()
+    const ended = yield* Deferred.make<CloseInfo>()
+    let seq = 0
+    let missedPongs = 0
+    let closing = false
+    let intent: Option.Option<CloseInfo> = Option.none()
+
+    const closeWith = (code: number, reason: string) =>
+      Effect.sync(() => {
+        if (Option.isNone(intent)) intent = Option.some({ code, reason })
+      })
+
+    const onFrame = (frame: string | Uint8Array): Effect.Effect<void> => {
+      if (typeof frame !== "string") {
+        return Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: "binary frame" }))
+      }
+      const decoded = HostToRelayCodec.decode(frame)
+      if (decoded._tag === "Left") {
+        return Effect.logWarning("tunnel.bad_frame").pipe(
+          Effect.annotateLogs({ problem: decoded.left.problem, type: decoded.left.type ?? null })
+        )
+      }
+      const message = decoded.right
+      switch (message._tag) {
+        case "pong":
+          missedPongs = 0
+          return Effect.void
+        case "http:response": {
+          const waiting = pending.get(message.id)
+          if (waiting === undefined) {
+            return Effect.logWarning("tunnel.unknown_response").pipe(Effect.annotateLogs({ requestId: message.id }))
+          }
+          pending.delete(message.id)
+          return Deferred.succeed(waiting, {
+            status: message.status,
+            headers: message.headers,
+            body: decodeBytes(message.body, message.bodyEncoding)
+          })
+        }
+        case "ws:frame": {
+          const client = channels.get(message.id)
+          if (client === undefined) return Effect.logDebug("tunnel.unknown_channel").pipe(Effect.annotateLogs({ channelId: message.id }))
+          const data = message.encoding === "base64" ? decodeBytes(message.data, "base64") : message.data
+          return Effect.ignore(client.send(data))
+        }
+        case "ws:close": {
+          const client = channels.get(message.id)
+          if (client === undefined) return Effect.void
+          channels.delete(message.id)
+          return client.close(message.code ?? CloseCodes.Normal, message.reason)
+        }
+      }
+    }
+
+    yield* conn.messages.pipe(
+      Stream.runForEach(onFrame),
+      Effect.zipRight(conn.closed),
+      Effect.flatMap((info) => Deferred.succeed(ended, info)),
+      Effect.forkScoped
+    )
+
+    const pinger = Effect.gen(function*() {
+      while (true) {
+        yield* Effect.sleep(config.pingIntervalMs)
+        if (missedPongs >= config.pingMaxMissed) {
+          yield* Effect.logWarning("tunnel.ping_timeout").pipe(Effect.annotateLogs({ missedPongs }))
+          yield* closeWith(CloseCodes.PingTimeout, CloseReasons.PingTimeout)
+          return yield* Deferred.succeed(ended, { code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout })
+        }
+        missedPongs++
+        yield* Effect.ignore(send(conn, new Ping({ ts: Date.now() }, true)))
+      }
+    })
+    yield* Effect.forkScoped(pinger)
+
+    const channelFibers = yield* FiberSet.make<void>()
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        closing = true
+        for (const waiting of pending.values()) yield* Deferred.fail(waiting, new TunnelClosed({ hostId }))
+        pending.clear()
+        for (const client of channels.values()) yield* client.close(CloseCodes.Internal, "tunnel closed")
+        channels.clear()
+        const already = yield* conn.closeInfo
+        if (Option.isSome(already)) return
+        if (Option.isSome(intent)) return yield* conn.close(intent.value.code, intent.value.reason)
+        yield* Effect.ignore(send(conn, new Drain({ reason: "relay shutting down" }, true)))
+        yield* conn.close(CloseCodes.Drain, CloseReasons.Draining)
+      })
+    )
+
+    const request = (req: ForwardRequest) =>
+      Effect.suspend((): Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout | TooManyPendingRequests> => {
+        if (closing) return Effect.fail(new TunnelClosed({ hostId }))
+        if (pending.size >= config.maxPendingPerTunnel) {
+          return Effect.fail(new TooManyPendingRequests({ hostId, limit: config.maxPendingPerTunnel }))
+        }
+        const id = String(++seq)
+        return Deferred.make<ForwardResponse, TunnelClosed>().pipe(
+          Effect.tap((waiting) => Effect.sync(() => pending.set(id, waiting))),
+          Effect.tap(() =>
+            send(conn, new HttpRequest({ id, method: req.method, path: req.path, headers: req.headers, ...(req.body.length > 0 ? encodeBytes(req.body) : {}) }, true)).pipe(
+              Effect.mapError(() => new TunnelClosed({ hostId }))
+            )
+          ),
+          Effect.flatMap(Deferred.await),
+          Effect.timeoutFail({
+            duration: config.requestTimeoutMs,
+            onTimeout: () => new RequestTimeout({ hostId, ms: config.requestTimeoutMs })
+          }),
+          Effect.ensuring(Effect.sync(() => pending.delete(id)))
+        )
+      })
+
+    const openChannel = (client: Conn, open: ChannelOpen) =>
+      Effect.suspend(() => {
+        if (closing) return client.close(CloseCodes.Internal, "tunnel closed")
+        const id = `c${++seq}`
+        channels.set(id, client)
+        const toHost = client.messages.pipe(
+          Stream.runForEach((data) =>
+            send(
+              conn,
+              typeof data === "string"
+                ? new WsFrame({ id, data }, true)
+                : new WsFrame({ id, data: Buffer.from(data).toString("base64"), encoding: "base64" }, true)
+            ).pipe(Effect.ignore)
+          ),
+          Effect.zipRight(client.closed),
+          Effect.flatMap((info) =>
+            channels.delete(id)
+              ? Effect.ignore(send(conn, new WsClose({ id, code: info.code, reason: info.reason }, true)))
+              : Effect.void
+          )
+        )
+        return send(conn, new WsOpen({ id, path: open.path, ...(open.query ? { query: open.query } : {}), headers: open.headers }, true)).pipe(
+          Effect.matchEffect({
+            onFailure: () => Effect.zipRight(Effect.sync(() => channels.delete(id)), client.close(CloseCodes.Internal, "tunnel closed")),
+            onSuccess: () => FiberSet.run(channelFibers, toHost).pipe(Effect.flatMap((fiber) => fiber.await), Effect.asVoid)
+          })
+        )
+      })
+
+    return {
+      hostId,
+      tunnelId,
+      connectedAt,
+      request,
+      openChannel,
+      ended: Deferred.await(ended),
+      closeWith,
+      pendingCount: () => pending.size,
+      channelCount: () => channels.size
+    } satisfies Tunnel
+  })

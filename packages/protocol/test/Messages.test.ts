@@ -1,0 +1,88 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Either } from "effect"
+import {
+  decodeBytes,
+  decodeHostId,
+  encodeBytes,
+  HostToRelayCodec,
+  HttpRequest,
+  HttpResponse,
+  orgOf,
+  RelayToHostCodec,
+  WsFrame
+} from "../src/index.js"
+
+describe("wire codecs", () => {
+  it("encodes with `type` on the wire and decodes back", () => {
+    const request = new HttpRequest({ id: "1", method: "GET", path: "/a?b=1", headers: { "set-cookie": ["a", "b"] } })
+    const text = RelayToHostCodec.encode(request)
+    expect(JSON.parse(text)).toEqual({ type: "http", id: "1", method: "GET", path: "/a?b=1", headers: { "set-cookie": ["a", "b"] } })
+    expect(Either.getOrThrow(RelayToHostCodec.decode(text))).toEqual(request)
+  })
+
+  it("decodes every message type of each direction", () => {
+    for (const frame of [
+      { type: "ws:open", id: "c1", path: "/ws", query: "x=1" },
+      { type: "ws:frame", id: "c1", data: "AA==", encoding: "base64" },
+      { type: "ws:close", id: "c1", code: 1000 },
+      { type: "ping", ts: 1 },
+      { type: "drain" },
+      { type: "drain", reason: "deploy" }
+    ]) expect(Either.isRight(RelayToHostCodec.decode(JSON.stringify(frame))), frame.type).toBe(true)
+    for (const frame of [
+      { type: "http:response", id: "1", status: 200, headers: {} },
+      { type: "ws:frame", id: "c1", data: "hi" },
+      { type: "ws:close", id: "c1" },
+      { type: "pong", ts: 1 }
+    ]) expect(Either.isRight(HostToRelayCodec.decode(JSON.stringify(frame))), frame.type).toBe(true)
+  })
+
+  it("rejects bad frames with a described FrameError", () => {
+    const cases: Array<[string, string]> = [
+      ["nope", "not JSON"],
+      ["[]", "not a JSON object"],
+      ["{}", "no type field"],
+      [JSON.stringify({ type: "teleport" }), "teleport"],
+      [JSON.stringify({ type: "http:response", id: "1", status: "200", headers: {} }), "status"],
+      [JSON.stringify({ type: "http:response", id: "1", status: 200, headers: { a: 1 } }), "headers"],
+      [JSON.stringify({ type: "http", id: "1", method: "GET", path: "/", headers: {} }), "http"]
+    ]
+    for (const [text, mention] of cases) {
+      const result = HostToRelayCodec.decode(text)
+      expect(Either.isLeft(result), text).toBe(true)
+      if (Either.isLeft(result)) expect(result.left.message).toContain(mention)
+    }
+  })
+
+  it("relay->host and host->relay unions are distinct", () => {
+    expect(Either.isLeft(RelayToHostCodec.decode(JSON.stringify({ type: "pong", ts: 1 })))).toBe(true)
+    expect(Either.isRight(HostToRelayCodec.decode(HostToRelayCodec.encode(new WsFrame({ id: "c", data: "x" }))))).toBe(true)
+    expect(() => new HttpResponse({ id: "1", status: 99, headers: {} })).toThrow()
+  })
+})
+
+describe("bodies", () => {
+  it("valid UTF-8 travels as text, anything else as base64, and both round-trip byte for byte", () => {
+    const text = new TextEncoder().encode("héllo \uFEFF wörld")
+    expect(encodeBytes(text).bodyEncoding).toBeUndefined()
+    const binary = new Uint8Array(256).map((_, i) => i)
+    const encoded = encodeBytes(binary)
+    expect(encoded.bodyEncoding).toBe("base64")
+    for (const bytes of [text, binary, new Uint8Array([0xef, 0xbb, 0xbf, 0x41])]) {
+      const e = encodeBytes(bytes)
+      expect([...decodeBytes(e.body, e.bodyEncoding)]).toEqual([...bytes])
+    }
+  })
+})
+
+describe("HostId", () => {
+  it("accepts {org}:{name} and rejects the rest", () => {
+    for (const ok of ["acme:laptop", "a.b-c_d:E.1", `${"a".repeat(64)}:${"b".repeat(64)}`]) {
+      expect(Either.isRight(decodeHostId(ok)), ok).toBe(true)
+    }
+    for (const bad of ["", "acme", "acme:", ":x", "a:b:c", "a b:c", `${"a".repeat(65)}:b`, "acme:lap/top"]) {
+      expect(Either.isLeft(decodeHostId(bad)), bad).toBe(true)
+    }
+    expect(orgOf(Either.getOrThrow(decodeHostId("acme:laptop")))).toBe("acme")
+  })
+})

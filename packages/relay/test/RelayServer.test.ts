@@ -1,0 +1,216 @@
+import { CloseCodes, HttpResponse } from "@effect-relay/protocol"
+import { fakeHost, okResponse, openSocket, token } from "@effect-relay/testkit"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Option } from "effect"
+import * as net from "node:net"
+import { eventually, get, startRelay } from "./support.js"
+
+const hostId = "acme:laptop"
+
+/** A relay with one fake host registered that answers every request with 200 "ok". */
+const withHost = (overrides = {}) =>
+  Effect.gen(function*() {
+    const relay = yield* startRelay(overrides)
+    const t = yield* token({ org: "acme" })
+    const host = yield* fakeHost(relay.ws, hostId, t, (req) => okResponse(req.id, `ok ${req.method} ${req.path}`))
+    yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+    return { relay, token: t, host }
+  })
+
+describe("relay HTTP surface", () => {
+  it.scopedLive("/health reports region and machine id", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const res = yield* get(`${relay.http}/health`)
+      expect(res.status).toBe(200)
+      expect(yield* Effect.promise(() => res.json())).toEqual({ ok: true, region: "test", machineId: "m1" })
+    }))
+
+  it.scopedLive("tunnel auth: missing, bad signature, expired and wrong-org tokens and a bad hostId are closed 1008", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const cases: Array<[string, string, string]> = [
+        ["", hostId, "Unauthorized"],
+        [yield* token({ org: "acme", secret: "another-secret-another-secret-xx" }), hostId, "Unauthorized"],
+        [yield* token({ org: "acme", expiresIn: -60 }), hostId, "Unauthorized"],
+        [yield* token({ org: "other" }), hostId, "Forbidden"],
+        [yield* token({ org: "acme" }), "acme:bad/name", "Bad hostId"],
+        [yield* token({ org: "acme" }), "no-colon", "Bad hostId"]
+      ]
+      for (const [t, id, reason] of cases) {
+        const host = yield* fakeHost(relay.ws, id, t)
+        const closed = yield* Effect.promise(() => host.closed)
+        expect(closed, `${id} ${reason}`).toEqual({ code: CloseCodes.Policy, reason })
+      }
+      expect(relay.registry.size()).toBe(0)
+    }))
+
+  it.scopedLive("a token in orgs[] and one passed as ?token= both register", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ orgs: ["x", "acme"] })
+      yield* fakeHost(relay.ws, hostId, t)
+      yield* openSocket(`${relay.ws}/tunnel?hostId=acme:other&token=${t}`)
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.size()), (n) => n === 2))
+    }))
+
+  it.scopedLive("client auth: 401 without or with a bad token, 403 for another org, 400 for a bad hostId", () =>
+    Effect.gen(function*() {
+      const { relay } = yield* withHost()
+      const url = `${relay.http}/hosts/${hostId}/x`
+      const cases: Array<[string | undefined, string, number, string]> = [
+        [undefined, url, 401, "unauthorized"],
+        [yield* token({ org: "acme", secret: "another-secret-another-secret-xx" }), url, 401, "unauthorized"],
+        [yield* token({ org: "acme", expiresIn: -60 }), url, 401, "unauthorized"],
+        [yield* token({ org: "other" }), url, 403, "forbidden"],
+        [yield* token({ org: "acme" }), `${relay.http}/hosts/acme:b@d/x`, 400, "bad_host_id"]
+      ]
+      for (const [t, u, status, error] of cases) {
+        const res = yield* get(u, t)
+        expect(res.status).toBe(status)
+        expect((yield* Effect.promise(() => res.json())).error).toBe(error)
+      }
+    }))
+
+  it.scopedLive("?token= authenticates a client and is not forwarded to the host", () =>
+    Effect.gen(function*() {
+      const { host, relay, token: t } = yield* withHost()
+      const res = yield* get(`${relay.http}/hosts/${hostId}/p?a=1&token=${t}&b=2`)
+      expect(res.status).toBe(200)
+      expect(yield* Effect.promise(() => res.text())).toBe("ok GET /p?a=1&b=2")
+      const sent = host.messages().find((m) => m._tag === "http")
+      expect(sent?._tag).toBe("http")
+      expect(sent?._tag === "http" && Object.keys(sent.headers)).not.toContain("authorization")
+      yield* get(`${relay.http}/hosts/${hostId}/q`, t)
+      const viaHeader = host.messages().filter((m) => m._tag === "http").at(-1)
+      expect(viaHeader?._tag === "http" && viaHeader.path).toBe("/q")
+      expect(viaHeader?._tag === "http" && Object.keys(viaHeader.headers)).not.toContain("authorization")
+    }))
+
+  it.scopedLive("a host that is not connected answers 503 host_offline", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const res = yield* get(`${relay.http}/hosts/acme:nobody/`, yield* token({ org: "acme" }))
+      expect(res.status).toBe(503)
+      expect((yield* Effect.promise(() => res.json())).error).toBe("host_offline")
+    }))
+
+  it.scopedLive("last write wins: the old tunnel closes 1000 and its pending request fails 502; requests go to the new one", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      const first = yield* fakeHost(relay.ws, hostId, t) // never answers
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      const firstId = Option.getOrThrow(relay.registry.get(hostId as never)).tunnelId
+      const pending = yield* Effect.fork(get(`${relay.http}/hosts/${hostId}/slow`, t))
+      yield* Effect.promise(() => first.waitFrames(1))
+      yield* fakeHost(relay.ws, hostId, t, (req) => okResponse(req.id, "second"))
+      expect(yield* Effect.promise(() => first.closed)).toEqual({ code: 1000, reason: "Replaced by new tunnel" })
+      const failed = yield* pending
+      expect(failed.status).toBe(502)
+      expect((yield* Effect.promise(() => failed.json())).error).toBe("tunnel_closed")
+      const res = yield* get(`${relay.http}/hosts/${hostId}/`, t)
+      expect(yield* Effect.promise(() => res.text())).toBe("second")
+      const entry = yield* relay.directory.lookup(hostId as never)
+      expect(Option.map(entry, (e) => e.tunnelId)).not.toEqual(Option.some(firstId))
+      expect(Option.isSome(entry)).toBe(true)
+    }))
+
+  it.scopedLive("malformed frames from a host are ignored; that tunnel and others keep serving", () =>
+    Effect.gen(function*() {
+      const { host, relay, token: t } = yield* withHost()
+      const other = yield* fakeHost(relay.ws, "acme:other", t, (req) => okResponse(req.id, "other"))
+      for (
+        const bad of [
+          "{not json",
+          JSON.stringify({ type: "teleport" }),
+          JSON.stringify({ type: "http:response", id: "nope", status: 200, headers: {} }),
+          JSON.stringify({ type: "http:response", id: "1", status: "x", headers: [] }),
+          JSON.stringify({ type: "ws:frame", id: 5 })
+        ]
+      ) host.sendRaw(bad)
+      host.sendRaw(Buffer.from([0, 1, 2]))
+      const res = yield* get(`${relay.http}/hosts/${hostId}/`, t)
+      expect(yield* Effect.promise(() => res.text())).toBe("ok GET /")
+      const fromOther = yield* get(`${relay.http}/hosts/acme:other/`, t)
+      expect(yield* Effect.promise(() => fromOther.text())).toBe("other")
+      expect(other.frames.length).toBeGreaterThan(0)
+    }))
+
+  it.scopedLive("a body over the limit gets 413 before it touches the tunnel (declared and chunked)", () =>
+    Effect.gen(function*() {
+      const { host, relay, token: t } = yield* withHost({ maxBodyBytes: 1024 })
+      const big = new Uint8Array(4096)
+      const declared = yield* get(`${relay.http}/hosts/${hostId}/up`, t, { method: "POST", body: big })
+      expect(declared.status).toBe(413)
+      expect((yield* Effect.promise(() => declared.json())).error).toBe("payload_too_large")
+      const stream = new ReadableStream({
+        start(c) {
+          c.enqueue(big)
+          c.close()
+        }
+      })
+      const chunked = yield* get(`${relay.http}/hosts/${hostId}/up`, t, { method: "POST", body: stream, duplex: "half" } as RequestInit)
+      expect(chunked.status).toBe(413)
+      expect(host.messages().filter((m) => m._tag === "http")).toHaveLength(0)
+      expect((yield* get(`${relay.http}/hosts/${hostId}/small`, t, { method: "POST", body: "x" })).status).toBe(200)
+    }))
+
+  it.scopedLive("the request over the pending cap gets 503 too_many_pending; a slow host gets 504", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay({ maxPendingPerTunnel: 2, requestTimeoutMs: 400 })
+      const t = yield* token({ org: "acme" })
+      const host = yield* fakeHost(relay.ws, hostId, t) // never answers
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      const a = yield* Effect.fork(get(`${relay.http}/hosts/${hostId}/1`, t))
+      const b = yield* Effect.fork(get(`${relay.http}/hosts/${hostId}/2`, t))
+      yield* Effect.promise(() => host.waitFrames(2))
+      const third = yield* get(`${relay.http}/hosts/${hostId}/3`, t)
+      expect(third.status).toBe(503)
+      expect((yield* Effect.promise(() => third.json())).error).toBe("too_many_pending")
+      const timedOut = yield* a
+      expect(timedOut.status).toBe(504)
+      expect((yield* Effect.promise(() => timedOut.json())).error).toBe("request_timeout")
+      expect((yield* b).status).toBe(504)
+    }))
+
+  it.scopedLive("a client that resets TCP during the upgrade does not take the relay down", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      for (let i = 0; i < 5; i++) {
+        yield* Effect.async<void>((resume) => {
+          const socket = net.connect(relay.port, "127.0.0.1", () => {
+            socket.write(
+              `GET /tunnel?hostId=${hostId} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+            )
+            socket.resetAndDestroy()
+            resume(Effect.void)
+          })
+          socket.on("error", () => {})
+        })
+      }
+      yield* Effect.sleep("100 millis")
+      expect((yield* get(`${relay.http}/health`)).status).toBe(200)
+    }))
+
+  it.scopedLive("host response headers pass through, hop-by-hop ones do not", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* fakeHost(relay.ws, hostId, t, (req) =>
+        new HttpResponse({
+          id: req.id,
+          status: 200,
+          headers: { "x-one": "1", "set-cookie": ["a=1", "b=2"], connection: "x-secret", "x-secret": "no", "transfer-encoding": "chunked" },
+          body: "hi"
+        }))
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      const res = yield* get(`${relay.http}/hosts/${hostId}/`, t)
+      expect(res.headers.get("x-one")).toBe("1")
+      expect(res.headers.getSetCookie()).toEqual(["a=1", "b=2"])
+      expect(res.headers.get("x-secret")).toBeNull()
+      expect(yield* Effect.promise(() => res.text())).toBe("hi")
+    }))
+})
+

@@ -1,20 +1,28 @@
 import { Layer } from "effect"
 import { Auth } from "./Auth.js"
 import * as MemoryDirectory from "./directory/Memory.js"
+import { Drain, type DrainOptions } from "./Drain.js"
+import { Draining } from "./Draining.js"
 import { RelayAddress } from "./RelayAddress.js"
 import { RelayServer } from "./RelayServer.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
 /**
- * The whole relay as one Layer: HTTP surface, auth, tunnel registry. Needs a
- * `RelayConfig` and a `Directory`. Building it listens; releasing it closes
- * every tunnel through its finalizers.
+ * The whole relay as one Layer: HTTP surface, auth, tunnel registry, drain.
+ * Needs a `RelayConfig` and a `Directory`. Building it clears this machine's
+ * stale directory entries and listens; releasing it (an interrupt, a signal
+ * through `runMain`) drains every tunnel through its finalizers.
  */
-export const RelayLive = RelayServer.layer.pipe(
-  Layer.provideMerge(TunnelRegistry.layer),
-  Layer.provideMerge(Auth.layer),
-  Layer.provideMerge(RelayAddress.layer)
-)
+export const relayLayer = (options: DrainOptions = {}) =>
+  Drain.layer(options).pipe(
+    Layer.provideMerge(RelayServer.layer),
+    Layer.provideMerge(TunnelRegistry.layer),
+    Layer.provideMerge(Auth.layer),
+    Layer.provideMerge(RelayAddress.layer),
+    Layer.provideMerge(Draining.layer)
+  )
+
+export const RelayLive = relayLayer()
 
 /** The relay with the in-process directory: a single relay, no shared store. */
 export const RelayLiveMemory = RelayLive.pipe(Layer.provideMerge(MemoryDirectory.layer))

@@ -27,6 +27,10 @@ export interface RelaySettings {
   readonly pingMaxMissed: number
   readonly requestTimeoutMs: number
   readonly maxPendingPerTunnel: number
+  /** How long a draining tunnel waits for its host to close after the drain frame, before closing 4001. */
+  readonly drainFlushMs: number
+  /** Bound on the whole drain; past it the relay logs what was still open and exits 1. Keep below the platform's kill timeout. */
+  readonly drainDeadlineMs: number
 }
 
 /** The relay's settings as a service, so every part reads the same values. */
@@ -49,7 +53,9 @@ export class RelayConfig extends Context.Tag("effect-relay/RelayConfig")<RelayCo
         pingIntervalMs: settings.pingIntervalMs,
         pingMaxMissed: settings.pingMaxMissed,
         requestTimeoutMs: settings.requestTimeoutMs,
-        maxPendingPerTunnel: settings.maxPendingPerTunnel
+        maxPendingPerTunnel: settings.maxPendingPerTunnel,
+        drainFlushMs: settings.drainFlushMs,
+        drainDeadlineMs: settings.drainDeadlineMs
       }).pipe(Effect.map((values) => ({ ...values, auth: auth.value })))
     })
   )
@@ -81,7 +87,9 @@ export const settings = {
   pingIntervalMs: positiveInt("PING_INTERVAL_MS", 30_000),
   pingMaxMissed: positiveInt("PING_MAX_MISSED", 3),
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 30_000),
-  maxPendingPerTunnel: positiveInt("MAX_PENDING_PER_TUNNEL", 1000)
+  maxPendingPerTunnel: positiveInt("MAX_PENDING_PER_TUNNEL", 1000),
+  drainFlushMs: positiveInt("DRAIN_FLUSH_MS", 500),
+  drainDeadlineMs: positiveInt("DRAIN_DEADLINE_MS", 8000)
 } as const
 
 /** Auth from the environment: a JWKS URL wins over a secret; none means dev mode (decided by `serve`). */

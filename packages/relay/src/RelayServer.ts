@@ -1,4 +1,4 @@
-import { decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
+import { CloseCodes, CloseReasons, decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
 import { Context, Effect, Either, FiberId, Layer, Option, Runtime } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
@@ -9,6 +9,7 @@ import { httpErrorBody, toHttpError, toTunnelClose, type HttpError } from "./Err
 import { requestHeadersForHost, responseHeadersForClient } from "./Headers.js"
 import { bearerToken, parseHostRoute, takeToken } from "./HostRoute.js"
 import { RelayAddress } from "./RelayAddress.js"
+import { Draining } from "./Draining.js"
 import { RelayConfig } from "./RelayConfig.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
@@ -21,6 +22,10 @@ import { TunnelRegistry } from "./TunnelRegistry.js"
 export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelayServer, {
   readonly server: http.Server
   readonly port: number
+  /** Closes the listening socket: new connections are refused, existing ones keep working. */
+  readonly stopAccepting: Effect.Effect<void>
+  /** Closes every remaining client connection (after the tunnels are gone). */
+  readonly closeConnections: Effect.Effect<void>
 }>() {
   static layer = Layer.scoped(
     RelayServer,
@@ -29,6 +34,7 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       const registry = yield* TunnelRegistry
       const auth = yield* Auth
       const address = yield* RelayAddress
+      const draining = yield* Draining
       const runtime = yield* Effect.runtime<never>()
       const run = Runtime.runFork(runtime)
 
@@ -113,7 +119,9 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
           case "/health":
             return json(res, 200, { ok: true, region: config.region, machineId: config.machineId })
           case "/ready":
-            return json(res, 200, { ready: true, tunnels: registry.size() })
+            return draining.isDraining()
+              ? json(res, 503, { ready: false, reason: "draining" })
+              : json(res, 200, { ready: true, tunnels: registry.size() })
           case "/tunnel":
             return json(res, 426, { error: "upgrade_required", message: "open /tunnel as a WebSocket" })
           default:
@@ -145,6 +153,12 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
               Effect.annotateLogs({ hostId: rawHostId, code, reason: e.message }),
               Effect.zipRight(conn.close(code, reason))
             )
+          }
+          if (draining.isDraining()) {
+            yield* Effect.logInfo("tunnel.refused").pipe(
+              Effect.annotateLogs({ hostId: rawHostId, code: CloseCodes.Drain, reason: CloseReasons.Draining })
+            )
+            return yield* conn.close(CloseCodes.Drain, CloseReasons.Draining)
           }
           const hostId = decodeHostId(rawHostId)
           if (Either.isLeft(hostId)) return yield* refuse(new BadHostId({ input: rawHostId }))
@@ -196,6 +210,11 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")
       })
 
+      const stopAccepting = Effect.sync(() => {
+        if (server.listening) server.close()
+      })
+      const closeConnections = Effect.sync(() => server.closeAllConnections())
+
       const port = yield* Effect.acquireRelease(
         Effect.async<number, Error>((resume) => {
           const onError = (error: Error) => resume(Effect.fail(error))
@@ -205,15 +224,11 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
             resume(Effect.succeed((server.address() as { port: number }).port))
           })
         }).pipe(Effect.orDie),
-        () =>
-          Effect.sync(() => {
-            server.close()
-            server.closeIdleConnections()
-          })
+        () => Effect.zipRight(stopAccepting, closeConnections)
       )
       yield* address.set({ port, internalUrl: `http://127.0.0.1:${port}` })
       yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
-      return RelayServer.of({ server, port })
+      return RelayServer.of({ server, port, stopAccepting, closeConnections })
     })
   )
 }

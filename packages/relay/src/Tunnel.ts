@@ -69,10 +69,22 @@ const send = (conn: Conn, message: RelayToHost) => conn.send(RelayToHostCodec.en
  * Opens a tunnel over an accepted transport. Its finalizers fail the pending
  * requests (502), close the client channels, and close the transport: with
  * the code chosen by `closeWith` (replacement, ping timeout, refusal), or
- * else with a drain frame and close 4001, since a scope closing from outside
- * means this relay is shutting down.
+ * else, since a scope closing from outside means this relay is going away,
+ * with a drain frame, up to the flush window for the host to close by itself
+ * (in-flight responses still arrive meanwhile), and close 4001.
  */
-export const make = (hostId: HostId, conn: Conn): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
+export interface TunnelHooks {
+  /** Runs once the drain frame went out (the registry counts these for its `drain.notified` event). */
+  readonly onDrainNotified: Effect.Effect<void>
+}
+
+const noHooks: TunnelHooks = { onDrainNotified: Effect.void }
+
+export const make = (
+  hostId: HostId,
+  conn: Conn,
+  hooks: TunnelHooks = noHooks
+): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
   Effect.gen(function*() {
     const config = yield* RelayConfig
     const tunnelId = randomUUID()
@@ -158,15 +170,24 @@ export const make = (hostId: HostId, conn: Conn): Effect.Effect<Tunnel, never, S
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         closing = true
+        const already = yield* conn.closeInfo
+        if (Option.isNone(already) && Option.isNone(intent)) {
+          // Closed from outside: this relay is going away. Tell the host in-band, give it the flush
+          // window to finish in-flight responses and close by itself, then close 4001.
+          const notified = yield* send(conn, new Drain({ reason: "relay draining" }, true)).pipe(
+            Effect.as(true),
+            Effect.orElseSucceed(() => false)
+          )
+          if (notified) yield* hooks.onDrainNotified
+          yield* conn.closed.pipe(Effect.interruptible, Effect.timeout(config.drainFlushMs), Effect.ignore)
+        }
         for (const waiting of pending.values()) yield* Deferred.fail(waiting, new TunnelClosed({ hostId }))
         pending.clear()
         for (const client of channels.values()) yield* client.close(CloseCodes.Internal, "tunnel closed")
         channels.clear()
-        const already = yield* conn.closeInfo
-        if (Option.isSome(already)) return
-        if (Option.isSome(intent)) return yield* conn.close(intent.value.code, intent.value.reason)
-        yield* Effect.ignore(send(conn, new Drain({ reason: "relay shutting down" }, true)))
-        yield* conn.close(CloseCodes.Drain, CloseReasons.Draining)
+        if (Option.isSome(yield* conn.closeInfo)) return
+        const { code, reason } = Option.getOrElse(intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
+        yield* conn.close(code, reason)
       })
     )
 

@@ -1,22 +1,40 @@
 import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-relay/protocol"
-import { Context, Effect, FiberMap, Layer, Option } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, FiberMap, Layer, Option } from "effect"
 import { Directory, ownerId } from "./Directory.js"
-import { RelayConfig } from "./RelayConfig.js"
+import { Draining } from "./Draining.js"
 import { RelayAddress } from "./RelayAddress.js"
+import { RelayConfig } from "./RelayConfig.js"
 import * as Tunnel from "./Tunnel.js"
+
+/** What closing every tunnel at once did, for the drain's log events. */
+export interface CloseAllReport {
+  readonly tunnels: number
+  /** Tunnels whose drain frame went out. */
+  readonly notified: number
+}
 
 /**
  * The tunnels this relay holds: one fiber per host in a `FiberMap`, each
  * running a tunnel's scoped life. Registering a host that already has a
  * tunnel interrupts the old fiber (last write wins), which runs its
- * finalizers; closing the registry's scope interrupts them all.
+ * finalizers; `closeAll` (and closing the registry's scope) interrupts them
+ * all at once, so every tunnel's finalizer drains it.
  */
 export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<TunnelRegistry, {
-  /** Takes over an authenticated tunnel transport for `hostId` and runs it until it ends. */
+  /**
+   * Takes over an authenticated tunnel transport for `hostId` and runs it until it ends.
+   * Refused with 4001 when the relay is draining: checked here, after the caller's async auth.
+   */
   readonly register: (hostId: HostId, conn: Transport.Transport) => Effect.Effect<void>
   /** The local tunnel for a host, if this relay holds it. */
   readonly get: (hostId: HostId) => Option.Option<Tunnel.Tunnel>
   readonly size: () => number
+  readonly hostIds: () => ReadonlyArray<HostId>
+  /**
+   * Interrupts every tunnel concurrently and waits for their finalizers (drain frame, flush, 4001).
+   * `onAllNotified` runs as soon as every drain frame went out.
+   */
+  readonly closeAll: (onAllNotified: (notified: number) => Effect.Effect<void>) => Effect.Effect<CloseAllReport>
 }>() {
   static layer = Layer.scoped(
     TunnelRegistry,
@@ -24,14 +42,31 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       const config = yield* RelayConfig
       const directory = yield* Directory
       const address = yield* RelayAddress
+      const draining = yield* Draining
+      const owner = ownerId(config.region, config.machineId)
+
+      // Entries this machine id left behind (a SIGKILLed predecessor) go before anything registers.
+      const stale = yield* directory.clearOwn(owner).pipe(
+        Effect.tapError((e) => Effect.logError("relay.startup_clear_failed", e.message)),
+        Effect.orElseSucceed(() => 0)
+      )
+      yield* Effect.logInfo("relay.startup_cleared").pipe(Effect.annotateLogs({ entries: stale, owner }))
+
       const fibers = yield* FiberMap.make<HostId, void>()
       const local = new Map<HostId, Tunnel.Tunnel>()
-      const owner = ownerId(config.region, config.machineId)
+      let notified = 0
+      let onNotified: () => void = () => {}
+      const hooks: Tunnel.TunnelHooks = {
+        onDrainNotified: Effect.sync(() => {
+          notified++
+          onNotified()
+        })
+      }
 
       const life = (hostId: HostId, conn: Transport.Transport) =>
         Effect.scoped(
           Effect.gen(function*() {
-            const tunnel = yield* Tunnel.make(hostId, conn)
+            const tunnel = yield* Tunnel.make(hostId, conn, hooks)
             yield* Effect.annotateLogsScoped({ tunnelId: tunnel.tunnelId })
             yield* Effect.acquireRelease(
               Effect.sync(() => local.set(hostId, tunnel)),
@@ -54,9 +89,12 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
             )
             if (!registered) return
             yield* Effect.addFinalizer(() =>
-              directory.unregister(hostId, tunnel.tunnelId).pipe(
-                Effect.catchTag("DirectoryUnavailable", (e) => Effect.logWarning("tunnel.unregister_failed", e.message))
-              )
+              // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
+              draining.isDraining()
+                ? Effect.void
+                : directory.unregister(hostId, tunnel.tunnelId).pipe(
+                  Effect.catchTag("DirectoryUnavailable", (e) => Effect.logWarning("tunnel.unregister_failed", e.message))
+                )
             )
             yield* Effect.logInfo("tunnel.registered")
             const end = yield* tunnel.ended
@@ -66,6 +104,12 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
       const register = (hostId: HostId, conn: Transport.Transport) =>
         Effect.gen(function*() {
+          if (draining.isDraining()) {
+            yield* Effect.logInfo("tunnel.refused").pipe(
+              Effect.annotateLogs({ hostId, code: CloseCodes.Drain, reason: CloseReasons.Draining })
+            )
+            return yield* conn.close(CloseCodes.Drain, CloseReasons.Draining)
+          }
           const previous = local.get(hostId)
           if (previous !== undefined) {
             yield* previous.closeWith(CloseCodes.Normal, CloseReasons.Replaced)
@@ -76,10 +120,28 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           yield* FiberMap.run(fibers, hostId, life(hostId, conn))
         })
 
+      const closeAll = (onAllNotified: (notified: number) => Effect.Effect<void>) =>
+        Effect.gen(function*() {
+          const all = Array.from(fibers, ([, fiber]) => fiber)
+          const allNotified = yield* Deferred.make<void>()
+          notified = 0
+          onNotified = () => {
+            if (notified >= all.length) Deferred.unsafeDone(allNotified, Exit.void)
+          }
+          const closing = yield* Effect.fork(Fiber.interruptAll(all))
+          // Some tunnels may end without a drain frame (the host closed first): then "notified" is when all ended.
+          if (all.length > 0) yield* Effect.race(Deferred.await(allNotified), Fiber.await(closing))
+          yield* onAllNotified(notified)
+          yield* Fiber.join(closing)
+          return { tunnels: all.length, notified }
+        })
+
       return TunnelRegistry.of({
         register,
         get: (hostId) => Option.fromNullable(local.get(hostId)),
-        size: () => local.size
+        size: () => local.size,
+        hostIds: () => [...local.keys()],
+        closeAll
       })
     })
   )

@@ -4,7 +4,8 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { assertDevModeAllowed, loadOrCreateDevSecret } from "./DevSecret.js"
 import { logFormatConfig, loggerLayer } from "./Logging.js"
-import { RelayLiveMemory } from "./Relay.js"
+import * as MemoryDirectory from "./directory/Memory.js"
+import { relayLayer } from "./Relay.js"
 import { RelayConfig, settings, type AuthSettings } from "./RelayConfig.js"
 import { mintToken } from "./Token.js"
 
@@ -26,6 +27,8 @@ const serveOptions = {
   pingMaxMissed: withEnv(Options.integer("ping-max-missed"), settings.pingMaxMissed, "Missed pongs before close 1001 (env PING_MAX_MISSED, default 3)."),
   requestTimeoutMs: withEnv(Options.integer("request-timeout-ms"), settings.requestTimeoutMs, "Answer 504 when a host takes longer (env REQUEST_TIMEOUT_MS, default 30000)."),
   maxPendingPerTunnel: withEnv(Options.integer("max-pending"), settings.maxPendingPerTunnel, "Requests in flight per tunnel before 503 too_many_pending (env MAX_PENDING_PER_TUNNEL, default 1000)."),
+  drainFlushMs: withEnv(Options.integer("drain-flush-ms"), settings.drainFlushMs, "On drain, wait this long for each host to close after the drain frame before closing 4001 (env DRAIN_FLUSH_MS, default 500)."),
+  drainDeadlineMs: withEnv(Options.integer("drain-deadline-ms"), settings.drainDeadlineMs, "Bound on the whole drain; past it log what is open and exit 1. Keep below the platform's kill timeout (env DRAIN_DEADLINE_MS, default 8000)."),
   logFormat
 }
 
@@ -61,7 +64,8 @@ const serve = Command.make("serve", serveOptions, (o) =>
   Effect.gen(function*() {
     const auth = yield* resolveAuth(o)
     yield* Layer.launch(
-      RelayLiveMemory.pipe(
+      relayLayer({ onDeadline: Effect.sync(() => process.exit(1)), exitOnSecondSignal: true }).pipe(
+        Layer.provideMerge(MemoryDirectory.layer),
         Layer.provide(RelayConfig.layer({
           port: o.port,
           bindHost: o.bindHost,
@@ -72,7 +76,9 @@ const serve = Command.make("serve", serveOptions, (o) =>
           pingIntervalMs: o.pingIntervalMs,
           pingMaxMissed: o.pingMaxMissed,
           requestTimeoutMs: o.requestTimeoutMs,
-          maxPendingPerTunnel: o.maxPendingPerTunnel
+          maxPendingPerTunnel: o.maxPendingPerTunnel,
+          drainFlushMs: o.drainFlushMs,
+          drainDeadlineMs: o.drainDeadlineMs
         }))
       )
     )

@@ -121,7 +121,11 @@ describe("Tunnel", () => {
       const { decoded, hostSide, scope, tunnel } = yield* setup()
       const fiber = yield* Effect.fork(tunnel.request(request))
       yield* settle(() => tunnel.pendingCount() === 1)
-      yield* Scope.close(scope, Exit.void)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* settle(() => decoded().at(-1)?._tag === "drain")
+      expect(fiber.unsafePoll()).toBeNull() // in-flight requests get the flush window
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(closing)
       const error = yield* Effect.flip(Fiber.join(fiber))
       expect(error._tag).toBe("TunnelClosed")
       expect(decoded().at(-1)?._tag).toBe("drain")

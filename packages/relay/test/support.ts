@@ -17,6 +17,8 @@ export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySetti
   pingMaxMissed: 3,
   requestTimeoutMs: 30_000,
   maxPendingPerTunnel: 1000,
+  drainFlushMs: 500,
+  drainDeadlineMs: 8000,
   ...overrides
 })
 

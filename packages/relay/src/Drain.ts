@@ -1,0 +1,110 @@
+import { Context, Effect, Fiber, Layer, Runtime } from "effect"
+import { Directory, ownerId } from "./Directory.js"
+import { Draining } from "./Draining.js"
+import { RelayConfig } from "./RelayConfig.js"
+import { RelayServer } from "./RelayServer.js"
+import { TunnelRegistry } from "./TunnelRegistry.js"
+
+export interface DrainOptions {
+  /**
+   * What to do when the drain overruns `drainDeadlineMs`, after logging what was
+   * still open. The CLI exits 1; an embedding program may choose otherwise.
+   */
+  readonly onDeadline?: Effect.Effect<void>
+  /**
+   * Exit at once, with a log line, on a second SIGINT/SIGTERM during the drain.
+   * Only for a process that owns its signals (the CLI).
+   */
+  readonly exitOnSecondSignal?: boolean
+}
+
+/**
+ * The drain: what this relay does when its scope closes, which is what an
+ * interrupt from the signal handler (SIGINT/SIGTERM through `runMain`) does.
+ * Built after the server, so its finalizer runs first:
+ * 1. flip to draining (`/ready` 503, registrations refused 4001);
+ * 2. stop accepting connections;
+ * 3. interrupt every tunnel: each tunnel's finalizer sends `{type:"drain"}`,
+ *    waits up to the flush window for its host, and closes 4001;
+ * 4. close what is left of client connections;
+ * 5. clear this relay's directory entries in one call;
+ * each phase logged with its duration, the whole bounded by a deadline.
+ */
+export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
+  /** Runs the drain now (once; later calls wait for nothing and return). */
+  readonly run: Effect.Effect<void>
+}>() {
+  static layer = (options: DrainOptions = {}) =>
+    Layer.scoped(
+      Drain,
+      Effect.gen(function*() {
+        const config = yield* RelayConfig
+        const draining = yield* Draining
+        const server = yield* RelayServer
+        const registry = yield* TunnelRegistry
+        const directory = yield* Directory
+        const runtime = yield* Effect.runtime<never>()
+        const owner = ownerId(config.region, config.machineId)
+
+        const secondSignal = (signal: NodeJS.Signals) => () => {
+          Runtime.runSync(runtime)(
+            Effect.logError("drain.aborted").pipe(Effect.annotateLogs({ signal, reason: "second signal during drain" }))
+          )
+          process.exit(signal === "SIGINT" ? 130 : 143)
+        }
+
+        const deadline = (start: number) =>
+          Effect.sleep(config.drainDeadlineMs).pipe(
+            Effect.zipRight(Effect.suspend(() =>
+              Effect.logError("drain.deadline_exceeded").pipe(
+                Effect.annotateLogs({
+                  ms: Date.now() - start,
+                  deadlineMs: config.drainDeadlineMs,
+                  openTunnels: registry.size(),
+                  hostIds: registry.hostIds().slice(0, 100)
+                })
+              )
+            )),
+            Effect.zipRight(options.onDeadline ?? Effect.void),
+            // Forked from a finalizer, it would inherit uninterruptibility and outlive a drain that finished.
+            Effect.interruptible
+          )
+
+        const run = Effect.gen(function*() {
+          if (!(yield* draining.begin)) return
+          const start = Date.now()
+          const since = () => Date.now() - start
+          yield* Effect.logInfo("drain.start").pipe(Effect.annotateLogs({ tunnels: registry.size() }))
+          const timer = yield* Effect.forkDaemon(deadline(start))
+          if (options.exitOnSecondSignal) {
+            process.once("SIGINT", secondSignal("SIGINT"))
+            process.once("SIGTERM", secondSignal("SIGTERM"))
+          }
+
+          yield* server.stopAccepting
+          yield* Effect.logInfo("drain.stopped_accepting").pipe(Effect.annotateLogs({ ms: since() }))
+
+          const report = yield* registry.closeAll((notified) =>
+            Effect.logInfo("drain.notified").pipe(Effect.annotateLogs({ tunnels: notified, ms: since() }))
+          )
+          yield* Effect.logInfo("drain.closed").pipe(Effect.annotateLogs({ tunnels: report.tunnels, ms: since() }))
+
+          yield* server.closeConnections
+
+          const clearStart = Date.now()
+          const entries = yield* directory.clearOwn(owner).pipe(
+            Effect.tapError((e) => Effect.logError("drain.directory_clear_failed", e.message)),
+            Effect.orElseSucceed(() => -1)
+          )
+          yield* Effect.logInfo("drain.directory_cleared").pipe(
+            Effect.annotateLogs({ entries, ms: since(), clearMs: Date.now() - clearStart })
+          )
+          yield* Fiber.interrupt(timer)
+          yield* Effect.logInfo("drain.done").pipe(Effect.annotateLogs({ ms: since() }))
+        })
+
+        yield* Effect.addFinalizer(() => run)
+        return Drain.of({ run })
+      })
+    )
+}

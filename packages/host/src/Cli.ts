@@ -1,0 +1,96 @@
+/**
+ * The `effect-relay-host` command: flags (each falling back to its
+ * environment variable, then to the default) and the handler that runs the
+ * host agent Layer until the program is interrupted.
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { HostAgentLive } from "./HostAgent.js"
+import { Checks, HostAgentConfigDefaults as D, HostAgentEnv } from "./HostAgentConfig.js"
+import { logFormatLayer, LoggingEnv } from "./Logging.js"
+
+interface Check<A> {
+  readonly message: string
+  readonly validation: (a: A) => boolean
+}
+
+const checked = <A>(check: Check<A>) =>
+  Options.filterMap((a: A) => check.validation(a) ? Option.some(a) : Option.none(), check.message)
+
+const relay = Options.text("relay").pipe(
+  Options.withDescription("Relay base URL (ws://, wss://, http://, https://); the tunnel is at /tunnel. Env: RELAY_URL"),
+  Options.withFallbackConfig(HostAgentEnv.relayUrl),
+  checked(Checks.relayUrl)
+)
+const hostId = Options.text("host-id").pipe(
+  Options.withDescription("This host's id, {orgId}:{name}. Env: HOST_ID"),
+  Options.withFallbackConfig(HostAgentEnv.hostId),
+  checked(Checks.hostId)
+)
+const token = Options.redacted("token").pipe(
+  Options.withDescription("Bearer token for the relay (prefer the env var: flags show in `ps`). Env: RELAY_TOKEN"),
+  Options.withFallbackConfig(HostAgentEnv.token)
+)
+const target = Options.text("target").pipe(
+  Options.withDescription("Local service to expose, e.g. http://127.0.0.1:3000. Env: TARGET_URL"),
+  Options.withFallbackConfig(HostAgentEnv.targetUrl),
+  checked(Checks.targetUrl)
+)
+const int = (
+  name: string,
+  env: string,
+  fallback: typeof HostAgentEnv.watchdogMs,
+  defaultValue: number,
+  what: string,
+  check: Check<number> = Checks.positiveInt
+) =>
+  Options.integer(name).pipe(
+    Options.withDescription(`${what} Default ${defaultValue}. Env: ${env}`),
+    Options.withFallbackConfig(fallback),
+    checked(check)
+  )
+
+export const command = Command.make(
+  "effect-relay-host",
+  {
+    relay,
+    hostId,
+    token,
+    target,
+    connectTimeoutMs: int("connect-timeout-ms", "CONNECT_TIMEOUT_MS", HostAgentEnv.connectTimeoutMs, D.connectTimeoutMs, "Time allowed to open the tunnel (and a target WebSocket), in ms."),
+    watchdogMs: int("watchdog-ms", "WATCHDOG_MS", HostAgentEnv.watchdogMs, D.watchdogMs, "Close the tunnel (4002) and reconnect after this many ms without a frame from the relay."),
+    requestTimeoutMs: int("request-timeout-ms", "REQUEST_TIMEOUT_MS", HostAgentEnv.requestTimeoutMs, D.requestTimeoutMs, "Time the target may take to answer an HTTP request before a 504, in ms."),
+    maxBodyBytes: int("max-body-bytes", "MAX_BODY_BYTES", HostAgentEnv.maxBodyBytes, D.maxBodyBytes, "Largest target response body forwarded (larger: 502)."),
+    wsQueueFrames: int("ws-queue-frames", "WS_QUEUE_FRAMES", HostAgentEnv.wsQueueFrames, D.wsQueueFrames, "Frames a WebSocket channel may queue for the target before closing with 1013."),
+    drainJitterMs: int("drain-jitter-ms", "DRAIN_JITTER_MS", HostAgentEnv.drainJitterMs, D.drainJitterMs, "After a drain, reconnect within a random delay up to this many ms.", Checks.nonNegativeInt),
+    drainGraceMs: int("drain-grace-ms", "DRAIN_GRACE_MS", HostAgentEnv.drainGraceMs, D.drainGraceMs, "After a drain frame, finish in-flight requests and wait up to this many ms for the relay's 4001 close."),
+    drainRetryMs: int("drain-retry-ms", "DRAIN_RETRY_MS", HostAgentEnv.drainRetryMs, D.drainRetryMs, "After a drain, retry a failed connect this often (a relay restarting in place)."),
+    drainRetryWindowMs: int("drain-retry-window-ms", "DRAIN_RETRY_WINDOW_MS", HostAgentEnv.drainRetryWindowMs, D.drainRetryWindowMs, "How long after a drain the fast retry lasts before the exponential backoff takes over.", Checks.nonNegativeInt),
+    backoffBaseMs: int("backoff-base-ms", "BACKOFF_BASE_MS", HostAgentEnv.backoffBaseMs, D.backoffBaseMs, "First reconnect delay in ms; doubles on each failure."),
+    backoffCapMs: int("backoff-cap-ms", "BACKOFF_CAP_MS", HostAgentEnv.backoffCapMs, D.backoffCapMs, "Longest reconnect delay in ms."),
+    backoffJitter: Options.float("backoff-jitter").pipe(
+      Options.withDescription(`Each reconnect delay is multiplied by a random factor in [1 - jitter, 1]. Default ${D.backoffJitter}. Env: BACKOFF_JITTER`),
+      Options.withFallbackConfig(HostAgentEnv.backoffJitter),
+      checked(Checks.fraction)
+    ),
+    logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
+      Options.withDescription("json (one event per line) or pretty. Default json. Env: LOG_FORMAT"),
+      Options.withFallbackConfig(LoggingEnv.format)
+    )
+  },
+  ({ logFormat, relay, target, ...config }) =>
+    Layer.launch(HostAgentLive({ ...config, relayUrl: relay, targetUrl: target })).pipe(
+      Effect.tapErrorCause((cause) => Effect.logFatal("host.failed", cause)),
+      Effect.provide(logFormatLayer(logFormat))
+    )
+).pipe(
+  Command.withDescription(
+    "Dials out to an effect-relay relay over a WebSocket tunnel and forwards its HTTP requests and WebSocket channels to a local service. Reconnects forever; SIGINT/SIGTERM closes the tunnel (1000) and exits. The minimum log level is --log-level, else LOG_LEVEL, else info."
+  )
+)
+
+/** Runs the command on `process.argv`-shaped arguments. */
+export const run = Command.run(command, { name: "effect-relay-host", version: "0.1.0" })

@@ -1,0 +1,131 @@
+import { CloseCodes, DrainSignal, Transport } from "@effect-relay/protocol"
+import { Data } from "effect"
+
+/**
+ * How a tunnel session ends. Every session ends with one of these: a
+ * `DrainSignal` resets the reconnect schedule, every other one climbs it.
+ */
+
+/** The relay could not be reached, or refused the WebSocket upgrade (then `status` is set). */
+export const ConnectError = Transport.ConnectError
+export type ConnectError = Transport.ConnectError
+
+export { DrainSignal }
+
+/** The relay closed the tunnel (or the connection dropped) with a code other than 4001. */
+export class TunnelClosed extends Data.TaggedError("TunnelClosed")<{
+  readonly code: number
+  readonly reason: string
+}> {
+  get message() {
+    return `tunnel closed with ${this.code}${this.reason ? ` (${this.reason})` : ""}`
+  }
+}
+
+/** Nothing at all came from the relay for `silentMs`: the host closed the tunnel with 4002. */
+export class WatchdogTimeout extends Data.TaggedError("WatchdogTimeout")<{
+  readonly silentMs: number
+}> {
+  get message() {
+    return `no frame from the relay for ${this.silentMs} ms`
+  }
+}
+
+export type SessionEnd = ConnectError | TunnelClosed | WatchdogTimeout | DrainSignal
+
+/**
+ * A short, bounded label for why a session ended: the `reason` of the
+ * reconnect counter and of the `tunnel.reconnect_in` log line.
+ */
+export const reasonOf = (end: SessionEnd): string => {
+  switch (end._tag) {
+    case "ConnectError":
+      return end.status === 401 || end.status === 403 ? "auth" : "connect_failed"
+    case "WatchdogTimeout":
+      return "watchdog"
+    case "DrainSignal":
+      return "drain"
+    case "TunnelClosed":
+      switch (end.code) {
+        case CloseCodes.Normal:
+          return "closed_normal"
+        case CloseCodes.PingTimeout:
+          return "ping_timeout"
+        case CloseCodes.Policy:
+          return "auth"
+        case CloseCodes.Internal:
+          return "relay_error"
+        case 1005:
+        case 1006:
+          return "connection_lost"
+        default:
+          return "closed_other"
+      }
+  }
+}
+
+// What can go wrong while forwarding one HTTP request to the local target.
+// Each becomes a response to the relay (see `targetErrorResponse`), never a crash.
+
+/** The target could not be reached (connection refused, reset before the response, DNS...). */
+export class TargetUnreachable extends Data.TaggedError("TargetUnreachable")<{
+  readonly detail: string
+}> {
+  get message() {
+    return `target unreachable: ${this.detail}`
+  }
+}
+
+/** The target did not finish its response within the request timeout. */
+export class TargetTimeout extends Data.TaggedError("TargetTimeout")<{
+  readonly timeoutMs: number
+}> {
+  get message() {
+    return `target did not answer within ${this.timeoutMs} ms`
+  }
+}
+
+/** The target's response body is larger than `maxBodyBytes`. */
+export class ResponseTooLarge extends Data.TaggedError("ResponseTooLarge")<{
+  readonly maxBodyBytes: number
+}> {
+  get message() {
+    return `target response body exceeds ${this.maxBodyBytes} bytes`
+  }
+}
+
+/** The target answered something that cannot be forwarded (a failure mid-body, a bad status line). */
+export class TargetResponseFailed extends Data.TaggedError("TargetResponseFailed")<{
+  readonly detail: string
+}> {
+  get message() {
+    return `target response failed: ${this.detail}`
+  }
+}
+
+/** The request from the relay cannot be sent as given (bad method or header for node:http). */
+export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
+  readonly detail: string
+}> {
+  get message() {
+    return `request cannot be forwarded: ${this.detail}`
+  }
+}
+
+export type TargetError = TargetUnreachable | TargetTimeout | ResponseTooLarge | TargetResponseFailed | InvalidRequest
+
+/** The one place target errors become HTTP statuses and `error` codes. */
+export const targetErrorStatus = (error: TargetError): { readonly status: number; readonly code: string } => {
+  switch (error._tag) {
+    case "TargetUnreachable":
+      return { status: 502, code: "target_unreachable" }
+    case "TargetTimeout":
+      return { status: 504, code: "target_timeout" }
+    case "ResponseTooLarge":
+      return { status: 502, code: "response_too_large" }
+    case "TargetResponseFailed":
+      return { status: 502, code: "target_response_failed" }
+    case "InvalidRequest":
+      return { status: 400, code: "invalid_request" }
+  }
+}

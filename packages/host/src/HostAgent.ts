@@ -1,0 +1,167 @@
+import { CloseCodes, Transport } from "@effect-relay/protocol"
+import {
+  Clock,
+  Context,
+  Data,
+  Effect,
+  Exit,
+  Layer,
+  Metric,
+  Option,
+  Redacted,
+  Ref,
+  Stream,
+  SubscriptionRef
+} from "effect"
+import * as Backoff from "./Backoff.js"
+import { ConnectError, reasonOf, type SessionEnd } from "./Errors.js"
+import { type HostAgentConfig, resolveHostAgentConfig, type ResolvedHostAgentConfig } from "./HostAgentConfig.js"
+import { countReconnect, tunnelConnected } from "./Metrics.js"
+import { reconnectLoop } from "./ReconnectLoop.js"
+import * as Session from "./Session.js"
+import * as TargetHttp from "./TargetHttp.js"
+import { displayUrl, tunnelUrl } from "./TunnelUrl.js"
+
+/** Where the agent's tunnel is: dialing (the n-th attempt since it was last connected) or open. */
+export type TunnelState = Data.TaggedEnum<{
+  Connecting: { readonly attempt: number }
+  Connected: { readonly since: number }
+}>
+export const TunnelState = Data.taggedEnum<TunnelState>()
+
+/** The running host agent: its tunnel's state, for readiness checks and tests. */
+export class HostAgent extends Context.Tag("effect-relay/HostAgent")<HostAgent, {
+  readonly state: SubscriptionRef.SubscriptionRef<TunnelState>
+  /** Completes as soon as the tunnel is open (at once if it already is). */
+  readonly awaitConnected: Effect.Effect<Extract<TunnelState, { _tag: "Connected" }>>
+}>() {}
+
+const logEnd = (end: SessionEnd): Effect.Effect<void> => {
+  switch (end._tag) {
+    case "ConnectError":
+      return end.status === 401 || end.status === 403
+        ? Effect.logError("tunnel.connect_refused").pipe(Effect.annotateLogs({
+          status: end.status,
+          hint: "the relay refused the credentials: check RELAY_TOKEN and HOST_ID"
+        }))
+        : Effect.logWarning("tunnel.connect_failed").pipe(Effect.annotateLogs({
+          ...(end.status !== undefined ? { status: end.status } : {}),
+          error: end.message
+        }))
+    case "TunnelClosed":
+      return end.code === CloseCodes.Policy
+        ? Effect.logError("tunnel.closed").pipe(Effect.annotateLogs({
+          code: end.code,
+          reason: end.reason,
+          hint: "authentication or authorization failed: check RELAY_TOKEN and HOST_ID"
+        }))
+        : (end.code === CloseCodes.Normal ? Effect.logInfo : Effect.logWarning)("tunnel.closed").pipe(
+          Effect.annotateLogs({ code: end.code, reason: end.reason })
+        )
+    case "WatchdogTimeout":
+      return Effect.logWarning("tunnel.watchdog").pipe(
+        Effect.annotateLogs({ code: CloseCodes.HostWatchdog, silentMs: end.silentMs })
+      )
+    case "DrainSignal":
+      return Effect.logInfo("tunnel.drain").pipe(
+        Effect.annotateLogs({
+          source: end.source,
+          ...(end.source === "close" ? { code: CloseCodes.Drain } : {}),
+          ...(end.reason !== undefined ? { reason: end.reason } : {})
+        })
+      )
+  }
+}
+
+const make = (config: ResolvedHostAgentConfig) =>
+  Effect.gen(function*() {
+    const state = yield* SubscriptionRef.make<TunnelState>(TunnelState.Connecting({ attempt: 1 }))
+    const failedAttempts = yield* Ref.make(0)
+    const url = tunnelUrl(config.relayUrl, config.hostId)
+
+    // Disconnected, so stopping the agent mid-handshake does not wait for the handshake to end; the
+    // inner fiber never fails (it returns its Exit), so the runtime has no unhandled error to report.
+    const dial = Effect.disconnect(
+      Effect.exit(Transport.connect(url, {
+        headers: { authorization: `Bearer ${Redacted.value(config.token)}` },
+        timeoutMs: config.connectTimeoutMs
+      }))
+    ).pipe(
+      Effect.flatten,
+      // A URL or header `ws` rejects outright is a failed connect, not a crash.
+      Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(config.relayUrl), cause: defect })))
+    )
+
+    const attempt: Effect.Effect<never, SessionEnd, TargetHttp.TargetHttp> = Effect.gen(function*() {
+      const n = (yield* Ref.get(failedAttempts)) + 1
+      yield* SubscriptionRef.set(state, TunnelState.Connecting({ attempt: n }))
+      yield* Effect.logDebug("tunnel.connecting").pipe(Effect.annotateLogs({ attempt: n }))
+      const conn = yield* dial.pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
+      // Stopping the agent closes the tunnel with 1000 and a reason the relay can log.
+      yield* Effect.addFinalizer((exit) =>
+        Exit.isInterrupted(exit) ? conn.close(CloseCodes.Normal, "host agent stopped") : Effect.void
+      )
+      const since = yield* Clock.currentTimeMillis
+      yield* Ref.set(failedAttempts, 0)
+      yield* Metric.set(tunnelConnected, 1)
+      yield* Effect.logInfo("tunnel.connected").pipe(Effect.annotateLogs({ attempt: n }))
+      yield* SubscriptionRef.set(state, TunnelState.Connected({ since }))
+      return yield* Session.run(conn, {
+        watchdogMs: config.watchdogMs,
+        drainGraceMs: config.drainGraceMs,
+        channels: {
+          targetUrl: config.targetUrl,
+          connectTimeoutMs: config.connectTimeoutMs,
+          queueFrames: config.wsQueueFrames
+        }
+      }).pipe(Effect.ensuring(Metric.set(tunnelConnected, 0)))
+    }).pipe(
+      Effect.scoped,
+      Effect.tapError((end) => Effect.zipRight(logEnd(end), countReconnect(reasonOf(end))))
+    )
+
+    const schedule = Backoff.schedule({
+      baseMs: config.backoffBaseMs,
+      capMs: config.backoffCapMs,
+      jitter: config.backoffJitter
+    })
+
+    const afterDrain = Backoff.afterDrain<SessionEnd>(
+      { intervalMs: config.drainRetryMs, windowMs: config.drainRetryWindowMs },
+      (end) => end._tag === "ConnectError",
+      schedule
+    )
+
+    yield* reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain).pipe(
+      Effect.annotateLogs({ hostId: config.hostId, relay: displayUrl(config.relayUrl) }),
+      Effect.forkScoped
+    )
+
+    const awaitConnected = state.changes.pipe(
+      Stream.filter(TunnelState.$is("Connected")),
+      Stream.runHead,
+      Effect.flatMap(Option.match({
+        // `changes` never ends, so this branch is unreachable.
+        onNone: () => Effect.dieMessage("tunnel state stream ended"),
+        onSome: Effect.succeed
+      }))
+    )
+
+    return { state, awaitConnected }
+  })
+
+/**
+ * The host agent as a Layer: it dials the relay and keeps the tunnel up,
+ * reconnecting forever, for as long as the Layer lives. Releasing the Layer
+ * closes the tunnel with 1000.
+ */
+export const HostAgentLive = (config: HostAgentConfig): Layer.Layer<HostAgent> => {
+  const resolved = resolveHostAgentConfig(config)
+  return Layer.scoped(HostAgent, make(resolved)).pipe(
+    Layer.provide(TargetHttp.layer({
+      targetUrl: resolved.targetUrl,
+      requestTimeoutMs: resolved.requestTimeoutMs,
+      maxBodyBytes: resolved.maxBodyBytes
+    }))
+  )
+}

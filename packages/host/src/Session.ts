@@ -1,0 +1,118 @@
+import {
+  CloseCodes,
+  CloseReasons,
+  DrainSignal,
+  type HostToRelay,
+  HostToRelayCodec,
+  Pong,
+  type RelayToHost,
+  RelayToHostCodec,
+  type Transport
+} from "@effect-relay/protocol"
+import { Duration, Effect, FiberSet, Stream } from "effect"
+import { TunnelClosed, WatchdogTimeout } from "./Errors.js"
+import * as TargetChannels from "./TargetChannels.js"
+import { TargetHttp } from "./TargetHttp.js"
+
+/**
+ * One tunnel session over an open transport: answers pings, forwards HTTP
+ * requests (each in its own fiber) and WebSocket channels to the target,
+ * and watches for inbound silence. It only ends with an error saying how:
+ * the relay closed the tunnel, the watchdog fired, or the relay is draining
+ * (a drain frame, after which the session serves what is in flight until the
+ * relay closes it or the drain grace ends, or a 4001 close).
+ * Requests and channels in flight end with it.
+ */
+export interface SessionOptions {
+  /** No frame at all from the relay for this long: close with 4002 and end. */
+  readonly watchdogMs: number
+  /** After a drain frame, how long to wait for the relay's close (serving in-flight requests) before closing ourselves. */
+  readonly drainGraceMs: number
+  readonly channels: TargetChannels.TargetChannelsOptions
+}
+
+export type SessionEnded = TunnelClosed | WatchdogTimeout | DrainSignal
+
+export const run = (
+  conn: Transport.Transport,
+  options: SessionOptions
+): Effect.Effect<never, SessionEnded, TargetHttp> =>
+  Effect.gen(function*() {
+    const target = yield* TargetHttp
+    const requests = yield* FiberSet.make()
+
+    const send = (message: HostToRelay): Effect.Effect<void> =>
+      conn.send(HostToRelayCodec.encode(message)).pipe(
+        Effect.catchAll(() => Effect.logDebug("tunnel.send_after_close").pipe(Effect.annotateLogs({ type: message._tag })))
+      )
+
+    const channels = yield* TargetChannels.make(options.channels, send)
+
+    // A drain frame does not end the session at once: in-flight requests still get their
+    // responses through this tunnel until the relay closes it (4001), or the grace runs out.
+    let drained: DrainSignal | undefined
+    const onDrain = (reason: string | undefined) =>
+      Effect.suspend(() => {
+        if (drained !== undefined) return Effect.void
+        drained = new DrainSignal({ source: "frame", ...(reason !== undefined ? { reason } : {}) })
+        return FiberSet.run(
+          requests,
+          Effect.sleep(Duration.millis(options.drainGraceMs)).pipe(
+            Effect.zipRight(conn.close(CloseCodes.Normal, CloseReasons.Draining))
+          )
+        ).pipe(Effect.asVoid)
+      })
+
+    const handle = (message: RelayToHost): Effect.Effect<void> => {
+      switch (message._tag) {
+        case "ping":
+          return send(new Pong({ ts: message.ts }))
+        case "http":
+          return FiberSet.run(requests, Effect.flatMap(target.forward(message), send)).pipe(Effect.asVoid)
+        case "ws:open":
+          return channels.open(message)
+        case "ws:frame":
+          return channels.frame(message)
+        case "ws:close":
+          return channels.close(message)
+        case "drain":
+          return onDrain(message.reason)
+      }
+    }
+
+    const onFrame = (frame: string | Uint8Array): Effect.Effect<void> => {
+      if (typeof frame !== "string") {
+        return Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: "binary frame" }))
+      }
+      const decoded = RelayToHostCodec.decode(frame)
+      if (decoded._tag === "Left") {
+        return Effect.logWarning("tunnel.bad_frame").pipe(
+          Effect.annotateLogs({ problem: decoded.left.problem, type: decoded.left.type ?? null })
+        )
+      }
+      return handle(decoded.right)
+    }
+
+    const closedBy = (info: Transport.CloseInfo): Effect.Effect<never, SessionEnded> =>
+      drained !== undefined
+        ? Effect.fail(drained)
+        : info.code === CloseCodes.Drain
+        ? Effect.fail(new DrainSignal({ source: "close", ...(info.reason ? { reason: info.reason } : {}) }))
+        : Effect.fail(new TunnelClosed({ code: info.code, reason: info.reason }))
+
+    return yield* conn.messages.pipe(
+      Stream.timeoutFail(() => new WatchdogTimeout({ silentMs: options.watchdogMs }), Duration.millis(options.watchdogMs)),
+      Stream.runForEach(onFrame),
+      Effect.zipRight(conn.closed),
+      Effect.flatMap(closedBy),
+      Effect.tapError((ended) => {
+        switch (ended._tag) {
+          case "WatchdogTimeout":
+            return conn.close(CloseCodes.HostWatchdog, CloseReasons.Watchdog)
+          case "DrainSignal":
+          case "TunnelClosed":
+            return Effect.void
+        }
+      })
+    )
+  }).pipe(Effect.scoped)

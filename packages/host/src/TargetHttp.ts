@@ -1,0 +1,169 @@
+import { decodeBytes, encodeBytes, type HttpRequest, HttpResponse } from "@effect-relay/protocol"
+import { Context, Duration, Effect, Layer } from "effect"
+import * as http from "node:http"
+import * as https from "node:https"
+import {
+  InvalidRequest,
+  ResponseTooLarge,
+  type TargetError,
+  targetErrorStatus,
+  TargetResponseFailed,
+  TargetTimeout,
+  TargetUnreachable
+} from "./Errors.js"
+import { endToEnd, fromRawHeaders } from "./Hop.js"
+
+/** Forwards the relay's `http` messages to the local target service with node:http. */
+export class TargetHttp extends Context.Tag("effect-relay/TargetHttp")<TargetHttp, {
+  /** Never fails: every problem with the target becomes a 4xx/5xx response. */
+  readonly forward: (request: HttpRequest) => Effect.Effect<HttpResponse>
+}>() {}
+
+export interface TargetHttpOptions {
+  readonly targetUrl: string
+  readonly requestTimeoutMs: number
+  readonly maxBodyBytes: number
+}
+
+interface TargetAnswer {
+  readonly status: number
+  readonly rawHeaders: ReadonlyArray<string>
+  readonly body: Buffer
+}
+
+const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
+/**
+ * A target client with its own keep-alive agent; the agent's sockets are
+ * destroyed when the Layer is released.
+ */
+export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
+  Layer.scoped(TargetHttp, Effect.gen(function*() {
+    const target = new URL(options.targetUrl)
+    const secure = target.protocol === "https:"
+    const transport = secure ? https : http
+    const agent = yield* Effect.acquireRelease(
+      Effect.sync(() => secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })),
+      (agent) => Effect.sync(() => agent.destroy())
+    )
+    const prefix = target.pathname.replace(/\/+$/, "")
+    const max = options.maxBodyBytes
+
+    /** One request/response exchange, wrapped once: node:http's callbacks stay in here. */
+    const exchange = (request: HttpRequest) =>
+      Effect.async<TargetAnswer, TargetError>((resume) => {
+        const body = decodeBytes(request.body, request.bodyEncoding)
+        const headers: Record<string, string | ReadonlyArray<string>> = { ...endToEnd(request.headers), host: target.host }
+        const hadLength = Object.keys(request.headers).some((name) => name.toLowerCase() === "content-length")
+        if (body.length > 0 || hadLength) headers["content-length"] = String(body.length)
+        const path = request.path.startsWith("/") ? request.path : `/${request.path}`
+
+        let settled = false
+        const settle = (result: Effect.Effect<TargetAnswer, TargetError>) => {
+          if (settled) return
+          settled = true
+          resume(result)
+        }
+
+        let outgoing: http.ClientRequest
+        try {
+          outgoing = transport.request({
+            protocol: target.protocol,
+            hostname: target.hostname,
+            port: target.port,
+            method: request.method,
+            path: prefix + path,
+            headers: headers as http.OutgoingHttpHeaders,
+            agent
+          })
+        } catch (error) {
+          settle(Effect.fail(new InvalidRequest({ detail: describe(error) })))
+          return
+        }
+
+        let responded = false
+        outgoing.on("error", (error) => {
+          settle(Effect.fail(
+            responded
+              ? new TargetResponseFailed({ detail: describe(error) })
+              : new TargetUnreachable({ detail: describe(error) })
+          ))
+        })
+        outgoing.on("response", (response) => {
+          responded = true
+          const status = response.statusCode ?? 0
+          const declared = Number(response.headers["content-length"])
+          if (Number.isFinite(declared) && declared > max) {
+            response.destroy()
+            return settle(Effect.fail(new ResponseTooLarge({ maxBodyBytes: max })))
+          }
+          const chunks: Array<Buffer> = []
+          let size = 0
+          response.on("data", (chunk: Buffer) => {
+            size += chunk.length
+            if (size > max) {
+              response.destroy()
+              return settle(Effect.fail(new ResponseTooLarge({ maxBodyBytes: max })))
+            }
+            chunks.push(chunk)
+          })
+          response.on("end", () => {
+            settle(Effect.succeed({ status, rawHeaders: response.rawHeaders, body: Buffer.concat(chunks, size) }))
+          })
+          response.on("error", (error) => settle(Effect.fail(new TargetResponseFailed({ detail: describe(error) }))))
+          response.on("close", () => {
+            if (!response.complete) {
+              settle(Effect.fail(new TargetResponseFailed({ detail: "connection closed before the response ended" })))
+            }
+          })
+        })
+        outgoing.end(body)
+        return Effect.sync(() => {
+          settled = true
+          outgoing.destroy()
+        })
+      }).pipe(
+        Effect.timeoutFail({
+          duration: Duration.millis(options.requestTimeoutMs),
+          onTimeout: () => new TargetTimeout({ timeoutMs: options.requestTimeoutMs })
+        })
+      )
+
+    const toResponse = (request: HttpRequest, answer: TargetAnswer): Effect.Effect<HttpResponse, TargetResponseFailed> => {
+      if (!Number.isInteger(answer.status) || answer.status < 100 || answer.status > 599) {
+        return Effect.fail(new TargetResponseFailed({ detail: `status ${answer.status} cannot be forwarded` }))
+      }
+      const encoded = answer.body.length > 0 ? encodeBytes(answer.body) : {}
+      return Effect.succeed(
+        new HttpResponse({ id: request.id, status: answer.status, headers: fromRawHeaders(answer.rawHeaders), ...encoded })
+      )
+    }
+
+    const forward = (request: HttpRequest): Effect.Effect<HttpResponse> =>
+      exchange(request).pipe(
+        Effect.flatMap((answer) => toResponse(request, answer)),
+        Effect.tap((response) =>
+          Effect.logDebug("http.forwarded").pipe(Effect.annotateLogs({ status: response.status }))
+        ),
+        Effect.catchAll((error) =>
+          Effect.logWarning("http.target_error").pipe(
+            Effect.annotateLogs({ error: error._tag, detail: error.message }),
+            Effect.as(errorResponse(request.id, error))
+          )
+        ),
+        Effect.annotateLogs({ requestId: request.id, method: request.method })
+      )
+
+    return { forward }
+  }))
+
+/** The response the relay gets when the target could not give one. */
+export const errorResponse = (id: string, error: TargetError): HttpResponse => {
+  const { code, status } = targetErrorStatus(error)
+  return new HttpResponse({
+    id,
+    status,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ error: code, message: error.message })
+  })
+}

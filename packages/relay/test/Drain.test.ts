@@ -118,7 +118,10 @@ describe("drain re-check after async auth", () => {
           const server = http.createServer((_req, res) => setTimeout(() => res.end(JSON.stringify({ keys: [jwk] })), 400))
           server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
         }),
-        (server) => Effect.sync(() => server.closeAllConnections() || server.close())
+        (server) => Effect.sync(() => {
+          server.closeAllConnections()
+          server.close()
+        })
       )
       const jwksUrl = `http://127.0.0.1:${(jwks.address() as net.AddressInfo).port}/jwks.json`
       const scope = yield* Scope.make()

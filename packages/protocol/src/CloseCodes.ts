@@ -12,6 +12,8 @@ export const CloseCodes = {
   Policy: 1008,
   /** Something failed inside the relay or its directory. */
   Internal: 1011,
+  /** A client WebSocket carried by a draining tunnel: the client should reconnect. */
+  ServiceRestart: 1012,
   /** A channel's frame queue overflowed: the peer is too slow. */
   TryAgainLater: 1013,
   /** The relay is draining (deploy/restart): reconnect at once, to another relay if possible. */

@@ -16,7 +16,7 @@ import {
   type Headers,
   type RelayToHost
 } from "@effect-relay/protocol"
-import { Deferred, Effect, FiberSet, Option, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, FiberSet, Option, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -70,8 +70,9 @@ const send = (conn: Conn, message: RelayToHost) => conn.send(RelayToHostCodec.en
  * requests (502), close the client channels, and close the transport: with
  * the code chosen by `closeWith` (replacement, ping timeout, refusal), or
  * else, since a scope closing from outside means this relay is going away,
- * with a drain frame, up to the flush window for the host to close by itself
- * (in-flight responses still arrive meanwhile), and close 4001.
+ * with a drain frame, then up to the flush window for in-flight responses to
+ * arrive (or the host to close), then close 4001. Client WebSockets on a
+ * draining tunnel are closed 1012 (service restart).
  */
 export interface TunnelHooks {
   /** Runs once the drain frame went out (the registry counts these for its `drain.notified` event). */
@@ -96,6 +97,7 @@ export const make = (
     let missedPongs = 0
     let closing = false
     let intent: Option.Option<CloseInfo> = Option.none()
+    let onSettled: () => void = () => {}
 
     const closeWith = (code: number, reason: string) =>
       Effect.sync(() => {
@@ -122,7 +124,6 @@ export const make = (
           if (waiting === undefined) {
             return Effect.logWarning("tunnel.unknown_response").pipe(Effect.annotateLogs({ requestId: message.id }))
           }
-          pending.delete(message.id)
           return Deferred.succeed(waiting, {
             status: message.status,
             headers: message.headers,
@@ -179,11 +180,24 @@ export const make = (
             Effect.orElseSucceed(() => false)
           )
           if (notified) yield* hooks.onDrainNotified
-          yield* conn.closed.pipe(Effect.interruptible, Effect.timeout(config.drainFlushMs), Effect.ignore)
+          // Done early when the host closes or has answered everything in flight.
+          const settled = yield* Deferred.make<void>()
+          onSettled = () => {
+            if (pending.size === 0) Deferred.unsafeDone(settled, Exit.void)
+          }
+          onSettled()
+          yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(
+            Effect.interruptible,
+            Effect.timeout(config.drainFlushMs),
+            Effect.ignore
+          )
         }
         for (const waiting of pending.values()) yield* Deferred.fail(waiting, new TunnelClosed({ hostId }))
         pending.clear()
-        for (const client of channels.values()) yield* client.close(CloseCodes.Internal, "tunnel closed")
+        const [clientCode, clientReason] = Option.isNone(intent)
+          ? [CloseCodes.ServiceRestart, "relay restarting"]
+          : [CloseCodes.Internal, "tunnel closed"]
+        for (const client of channels.values()) yield* client.close(clientCode, clientReason)
         channels.clear()
         if (Option.isSome(yield* conn.closeInfo)) return
         const { code, reason } = Option.getOrElse(intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
@@ -210,7 +224,10 @@ export const make = (
             duration: config.requestTimeoutMs,
             onTimeout: () => new RequestTimeout({ hostId, ms: config.requestTimeoutMs })
           }),
-          Effect.ensuring(Effect.sync(() => pending.delete(id)))
+          Effect.ensuring(Effect.sync(() => {
+            pending.delete(id)
+            onSettled()
+          }))
         )
       })
 

@@ -66,12 +66,13 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       const life = (hostId: HostId, conn: Transport.Transport) =>
         Effect.scoped(
           Effect.gen(function*() {
-            const tunnel = yield* Tunnel.make(hostId, conn, hooks)
+            // Finalizers run in reverse: the tunnel leaves the local map only after its own finalizer
+            // (drain frame, flush, close) is done, so a drain past its deadline can still name it.
+            let tunnel: Tunnel.Tunnel | undefined
+            yield* Effect.addFinalizer(() => Effect.sync(() => local.get(hostId) === tunnel && local.delete(hostId)))
+            tunnel = yield* Tunnel.make(hostId, conn, hooks)
             yield* Effect.annotateLogsScoped({ tunnelId: tunnel.tunnelId })
-            yield* Effect.acquireRelease(
-              Effect.sync(() => local.set(hostId, tunnel)),
-              () => Effect.sync(() => local.get(hostId) === tunnel && local.delete(hostId))
-            )
+            local.set(hostId, tunnel)
             const { internalUrl } = yield* address.get
             const registered = yield* directory.register({
               hostId,
@@ -128,9 +129,10 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           onNotified = () => {
             if (notified >= all.length) Deferred.unsafeDone(allNotified, Exit.void)
           }
-          const closing = yield* Effect.fork(Fiber.interruptAll(all))
           // Some tunnels may end without a drain frame (the host closed first): then "notified" is when all ended.
-          if (all.length > 0) yield* Effect.race(Deferred.await(allNotified), Fiber.await(closing))
+          // (No race here: this runs in a finalizer, where a race would wait for its loser to finish.)
+          const closing = yield* Effect.fork(Fiber.interruptAll(all).pipe(Effect.ensuring(Deferred.succeed(allNotified, undefined))))
+          yield* Deferred.await(allNotified)
           yield* onAllNotified(notified)
           yield* Fiber.join(closing)
           return { tunnels: all.length, notified }

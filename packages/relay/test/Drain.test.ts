@@ -77,7 +77,11 @@ describe("drain (in process)", () => {
       )
       const port = Context.get(context, RelayServer).port
       const t = yield* token({ org: "acme" })
-      yield* fakeHost(`ws://127.0.0.1:${port}`, "acme:slow", t) // never closes by itself: the drain lasts the flush window
+      // A host that never answers, with a request in flight: the drain lasts the flush window.
+      const slow = yield* fakeHost(`ws://127.0.0.1:${port}`, "acme:slow", t)
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => Context.get(context, TunnelRegistry).size()), (n) => n === 1))
+      yield* Effect.forkDaemon(Effect.ignore(get(`http://127.0.0.1:${port}/hosts/acme:slow/hang`, t)))
+      yield* Effect.promise(() => slow.waitFrames(1))
       expect((yield* get(`http://127.0.0.1:${port}/ready`)).status).toBe(200)
       // Connections whose requests are on their way when the drain starts (idle ones are closed by it).
       const ready = yield* partialRequest(port, "GET /ready HTTP/1.1\r\nHost: relay\r\n")

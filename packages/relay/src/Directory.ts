@@ -20,15 +20,33 @@ export interface DirectoryEntry {
  * newer tunnel (on this relay or another) has written since.
  */
 export class Directory extends Context.Tag("effect-relay/Directory")<Directory, {
-  /** Writes (or overwrites) the entry for `entry.hostId`. */
+  /** Writes (or overwrites) the entry for `entry.hostId`, alive for the directory's TTL. */
   readonly register: (entry: DirectoryEntry) => Effect.Effect<void, DirectoryUnavailable>
-  /** Deletes the entry only if it still belongs to `tunnelId`; true when it did. */
-  readonly unregister: (hostId: HostId, tunnelId: string) => Effect.Effect<boolean, DirectoryUnavailable>
-  /** Extends the entry's lifetime, only if it still belongs to `tunnelId`. */
-  readonly heartbeat: (hostId: HostId, tunnelId: string) => Effect.Effect<boolean, DirectoryUnavailable>
+  /** Deletes the entry only if it is still this owner's and this tunnel's; true when it did. */
+  readonly unregister: (ref: EntryRef) => Effect.Effect<boolean, DirectoryUnavailable>
+  /**
+   * A live tunnel's proof of life (on pong): extends the entry's TTL if it is still this
+   * tunnel's, writes it back if it is gone (the store lost it), leaves it alone if another
+   * tunnel owns it now.
+   */
+  readonly heartbeat: (entry: DirectoryEntry) => Effect.Effect<HeartbeatResult, DirectoryUnavailable>
+  /** The live entry for a host (expired ones count as absent). */
   readonly lookup: (hostId: HostId) => Effect.Effect<Option.Option<DirectoryEntry>, DirectoryUnavailable>
   /** Deletes every entry owned by `owner` in one operation; returns how many. */
   readonly clearOwn: (owner: string) => Effect.Effect<number, DirectoryUnavailable>
+  /** Deletes entries whose TTL passed; returns how many. */
+  readonly sweep: Effect.Effect<number, DirectoryUnavailable>
+  /** False while the store cannot be reached (`/ready` answers 503 then). */
+  readonly isAvailable: () => boolean
 }>() {}
+
+/** What identifies one tunnel's entry for a compare-and-delete. */
+export interface EntryRef {
+  readonly hostId: HostId
+  readonly owner: string
+  readonly tunnelId: string
+}
+
+export type HeartbeatResult = "extended" | "restored" | "moved"
 
 export const ownerId = (region: string, machineId: string): string => `${region}:${machineId}`

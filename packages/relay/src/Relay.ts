@@ -1,4 +1,7 @@
-import { Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
+import { Directory } from "./Directory.js"
+import * as RedisDirectory from "./directory/Redis.js"
+import { RelayConfig } from "./RelayConfig.js"
 import { Auth } from "./Auth.js"
 import * as MemoryDirectory from "./directory/Memory.js"
 import { Drain, type DrainOptions } from "./Drain.js"
@@ -26,3 +29,12 @@ export const RelayLive = relayLayer()
 
 /** The relay with the in-process directory: a single relay, no shared store. */
 export const RelayLiveMemory = RelayLive.pipe(Layer.provideMerge(MemoryDirectory.layer))
+
+/** The directory the config asks for: Redis when `REDIS_URL` is set, else in memory. */
+export const directoryLayer: Layer.Layer<Directory, never, RelayConfig> = Layer.unwrapEffect(
+  Effect.map(RelayConfig, (config) =>
+    Option.match(config.redisUrl, {
+      onNone: () => Layer.effect(Directory, MemoryDirectory.make({ ttlMs: config.directoryTtlMs })),
+      onSome: (url) => RedisDirectory.layer({ url, keyPrefix: config.redisKeyPrefix, ttlMs: config.directoryTtlMs })
+    }))
+)

@@ -31,7 +31,22 @@ export interface RelaySettings {
   readonly drainFlushMs: number
   /** Bound on the whole drain; past it the relay logs what was still open and exits 1. Keep below the platform's kill timeout. */
   readonly drainDeadlineMs: number
+  /** The shared directory (Redis), when set; else the in-memory one. */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  readonly redisKeyPrefix: string
+  /** A directory entry lives this long without a heartbeat (pong). */
+  readonly directoryTtlMs: number
+  /** Every relay sweeps expired entries (and repairs its own) this often. */
+  readonly sweepIntervalMs: number
+  /** How a request for a host held by another relay gets there. */
+  readonly routing: Routing
+  /** Where other relays reach this one; default http://<FLY_PRIVATE_IP or 127.0.0.1>:<port>. */
+  readonly internalUrl: Option.Option<string>
+  /** Shared secret proving a proxied request comes from another relay. */
+  readonly peerSecret: Option.Option<Redacted.Redacted<string>>
 }
+
+export type Routing = "proxy" | "fly-replay"
 
 /** The relay's settings as a service, so every part reads the same values. */
 export class RelayConfig extends Context.Tag("effect-relay/RelayConfig")<RelayConfig, RelaySettings>() {
@@ -55,7 +70,14 @@ export class RelayConfig extends Context.Tag("effect-relay/RelayConfig")<RelayCo
         requestTimeoutMs: settings.requestTimeoutMs,
         maxPendingPerTunnel: settings.maxPendingPerTunnel,
         drainFlushMs: settings.drainFlushMs,
-        drainDeadlineMs: settings.drainDeadlineMs
+        drainDeadlineMs: settings.drainDeadlineMs,
+        redisUrl: settings.redisUrl,
+        redisKeyPrefix: settings.redisKeyPrefix,
+        directoryTtlMs: settings.directoryTtlMs,
+        sweepIntervalMs: settings.sweepIntervalMs,
+        routing: settings.routing,
+        internalUrl: settings.internalUrl,
+        peerSecret: settings.peerSecret
       }).pipe(Effect.map((values) => ({ ...values, auth: auth.value })))
     })
   )
@@ -89,8 +111,29 @@ export const settings = {
   requestTimeoutMs: positiveInt("REQUEST_TIMEOUT_MS", 30_000),
   maxPendingPerTunnel: positiveInt("MAX_PENDING_PER_TUNNEL", 1000),
   drainFlushMs: positiveInt("DRAIN_FLUSH_MS", 500),
-  drainDeadlineMs: positiveInt("DRAIN_DEADLINE_MS", 8000)
+  drainDeadlineMs: positiveInt("DRAIN_DEADLINE_MS", 8000),
+  redisUrl: Config.option(Config.redacted("REDIS_URL")),
+  redisKeyPrefix: Config.string("REDIS_KEY_PREFIX").pipe(Config.withDefault("relay:")),
+  directoryTtlMs: positiveInt("DIRECTORY_TTL_MS", 90_000),
+  sweepIntervalMs: positiveInt("SWEEP_INTERVAL_MS", 30_000),
+  routing: Config.literal("proxy", "fly-replay")("ROUTING").pipe(
+    Config.orElse(() =>
+      Config.option(Config.string("FLY_APP_NAME")).pipe(
+        Config.map((fly): Routing => (Option.isSome(fly) ? "fly-replay" : "proxy"))
+      )
+    )
+  ),
+  internalUrl: Config.option(Config.string("RELAY_INTERNAL_URL")),
+  peerSecret: Config.option(Config.redacted("RELAY_PEER_SECRET"))
 } as const
+
+/** The URL other relays use to reach this one, once its port is known. */
+export const internalUrlFor = (configured: Option.Option<string>, port: number): string =>
+  Option.getOrElse(configured, () => {
+    const ip = process.env.FLY_PRIVATE_IP
+    if (ip === undefined || ip === "") return `http://127.0.0.1:${port}`
+    return ip.includes(":") ? `http://[${ip}]:${port}` : `http://${ip}:${port}`
+  })
 
 /** Auth from the environment: a JWKS URL wins over a secret; none means dev mode (decided by `serve`). */
 export const authFromEnv = Effect.gen(function*() {

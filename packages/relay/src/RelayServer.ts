@@ -9,8 +9,9 @@ import { httpErrorBody, toHttpError, toTunnelClose, type HttpError } from "./Err
 import { requestHeadersForHost, responseHeadersForClient } from "./Headers.js"
 import { bearerToken, parseHostRoute, takeToken } from "./HostRoute.js"
 import { RelayAddress } from "./RelayAddress.js"
+import { Directory } from "./Directory.js"
 import { Draining } from "./Draining.js"
-import { RelayConfig } from "./RelayConfig.js"
+import { internalUrlFor, RelayConfig } from "./RelayConfig.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
 /**
@@ -35,6 +36,7 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       const auth = yield* Auth
       const address = yield* RelayAddress
       const draining = yield* Draining
+      const directory = yield* Directory
       const runtime = yield* Effect.runtime<never>()
       const run = Runtime.runFork(runtime)
 
@@ -121,6 +123,8 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
           case "/ready":
             return draining.isDraining()
               ? json(res, 503, { ready: false, reason: "draining" })
+              : !directory.isAvailable()
+              ? json(res, 503, { ready: false, reason: "directory_unavailable" })
               : json(res, 200, { ready: true, tunnels: registry.size() })
           case "/tunnel":
             return json(res, 426, { error: "upgrade_required", message: "open /tunnel as a WebSocket" })
@@ -226,7 +230,7 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         }).pipe(Effect.orDie),
         () => Effect.zipRight(stopAccepting, closeConnections)
       )
-      yield* address.set({ port, internalUrl: `http://127.0.0.1:${port}` })
+      yield* address.set({ port, internalUrl: internalUrlFor(config.internalUrl, port) })
       yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
       return RelayServer.of({ server, port, stopAccepting, closeConnections })
     })

@@ -57,6 +57,8 @@ export interface Tunnel {
   readonly openChannel: (client: Conn, open: ChannelOpen) => Effect.Effect<void>
   /** Completes when the tunnel ends on its own: the host closed it or stopped answering pings. */
   readonly ended: Effect.Effect<CloseInfo>
+  /** Whether the tunnel has ended (its transport closed or it timed out). */
+  readonly hasEnded: Effect.Effect<boolean>
   /** Decides the close code the finalizer will use (for example 1000 when replaced). */
   readonly closeWith: (code: number, reason: string) => Effect.Effect<void>
   readonly pendingCount: () => number
@@ -77,9 +79,11 @@ const send = (conn: Conn, message: RelayToHost) => conn.send(RelayToHostCodec.en
 export interface TunnelHooks {
   /** Runs once the drain frame went out (the registry counts these for its `drain.notified` event). */
   readonly onDrainNotified: Effect.Effect<void>
+  /** Runs on each pong: the host is alive (the registry refreshes the directory entry). Forked. */
+  readonly onPong: Effect.Effect<void>
 }
 
-const noHooks: TunnelHooks = { onDrainNotified: Effect.void }
+const noHooks: TunnelHooks = { onDrainNotified: Effect.void, onPong: Effect.void }
 
 export const make = (
   hostId: HostId,
@@ -118,7 +122,7 @@ export const make = (
       switch (message._tag) {
         case "pong":
           missedPongs = 0
-          return Effect.void
+          return Effect.asVoid(Effect.forkDaemon(hooks.onPong))
         case "http:response": {
           const waiting = pending.get(message.id)
           if (waiting === undefined) {
@@ -267,6 +271,7 @@ export const make = (
       request,
       openChannel,
       ended: Deferred.await(ended),
+      hasEnded: Deferred.isDone(ended),
       closeWith,
       pendingCount: () => pending.size,
       channelCount: () => channels.size

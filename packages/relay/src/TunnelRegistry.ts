@@ -1,7 +1,8 @@
 import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-relay/protocol"
-import { Context, Deferred, Effect, Exit, Fiber, FiberMap, Layer, Option } from "effect"
-import { Directory, ownerId } from "./Directory.js"
+import { Context, Deferred, Effect, Fiber, FiberMap, Layer, Option, Schedule } from "effect"
+import { Directory, type DirectoryEntry, ownerId } from "./Directory.js"
 import { Draining } from "./Draining.js"
+import type { DirectoryUnavailable } from "./Errors.js"
 import { RelayAddress } from "./RelayAddress.js"
 import { RelayConfig } from "./RelayConfig.js"
 import * as Tunnel from "./Tunnel.js"
@@ -19,6 +20,11 @@ export interface CloseAllReport {
  * tunnel interrupts the old fiber (last write wins), which runs its
  * finalizers; `closeAll` (and closing the registry's scope) interrupts them
  * all at once, so every tunnel's finalizer drains it.
+ *
+ * It also keeps this relay's part of the directory true: stale entries of
+ * this machine id cleared before the first registration, an entry written
+ * (with retries) per tunnel and removed when it ends, refreshed on every
+ * pong, repaired after the store comes back, and expired entries swept.
  */
 export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<TunnelRegistry, {
   /**
@@ -35,6 +41,8 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
    * `onAllNotified` runs as soon as every drain frame went out.
    */
   readonly closeAll: (onAllNotified: (notified: number) => Effect.Effect<void>) => Effect.Effect<CloseAllReport>
+  /** `{region}:{machineId}`: the owner id of this relay's directory entries. */
+  readonly owner: string
 }>() {
   static layer = Layer.scoped(
     TunnelRegistry,
@@ -45,23 +53,71 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       const draining = yield* Draining
       const owner = ownerId(config.region, config.machineId)
 
-      // Entries this machine id left behind (a SIGKILLed predecessor) go before anything registers.
-      const stale = yield* directory.clearOwn(owner).pipe(
-        Effect.tapError((e) => Effect.logError("relay.startup_clear_failed", e.message)),
-        Effect.orElseSucceed(() => 0)
+      // Entries this machine id left behind (a SIGKILLed predecessor) go before anything of ours is
+      // written. Single-flight: registrations wait for it; when the store is down at start-up it is
+      // retried in the background until it succeeds.
+      let cleared = false
+      const clearing = yield* Effect.makeSemaphore(1)
+      const ensureCleared = clearing.withPermits(1)(Effect.suspend(() =>
+        cleared ? Effect.void : directory.clearOwn(owner).pipe(
+          Effect.tap((entries) =>
+            Effect.logInfo("relay.startup_cleared").pipe(Effect.annotateLogs({ entries, owner }))
+          ),
+          Effect.tap(() => Effect.sync(() => {
+            cleared = true
+          })),
+          Effect.asVoid
+        )
+      ))
+      const firstClear = yield* ensureCleared.pipe(
+        Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(2)))),
+        Effect.either
       )
-      yield* Effect.logInfo("relay.startup_cleared").pipe(Effect.annotateLogs({ entries: stale, owner }))
+      if (firstClear._tag === "Left") {
+        yield* Effect.logError("relay.startup_clear_failed", firstClear.left.message)
+        yield* ensureCleared.pipe(
+          Effect.tapError((e) => Effect.logWarning("relay.startup_clear_failed", e.message)),
+          Effect.retry(Schedule.exponential("500 millis").pipe(Schedule.union(Schedule.spaced("5 seconds")))),
+          Effect.forkScoped
+        )
+      }
 
       const fibers = yield* FiberMap.make<HostId, void>()
       const local = new Map<HostId, Tunnel.Tunnel>()
+      /** Tunnels whose last directory write failed: repaired on the next sweep tick. */
+      const dirty = new Set<HostId>()
       let notified = 0
       let onNotified: () => void = () => {}
-      const hooks: Tunnel.TunnelHooks = {
-        onDrainNotified: Effect.sync(() => {
-          notified++
-          onNotified()
-        })
-      }
+
+      const entryOf = (tunnel: Tunnel.Tunnel, internalUrl: string): DirectoryEntry => ({
+        hostId: tunnel.hostId,
+        owner,
+        tunnelId: tunnel.tunnelId,
+        connectedAt: tunnel.connectedAt,
+        internalUrl
+      })
+
+      /** Refreshes (or restores) a live tunnel's entry; remembers failures for the next sweep. */
+      const refresh = (tunnel: Tunnel.Tunnel) =>
+        Effect.gen(function*() {
+          if (draining.isDraining() || local.get(tunnel.hostId) !== tunnel) return
+          const { internalUrl } = yield* address.get
+          const result = yield* directory.heartbeat(entryOf(tunnel, internalUrl)).pipe(
+            Effect.tapError(() => Effect.sync(() => dirty.add(tunnel.hostId))),
+            Effect.either
+          )
+          if (result._tag === "Left") return
+          dirty.delete(tunnel.hostId)
+          if (result.right === "restored") yield* Effect.logInfo("tunnel.directory_restored")
+          if (result.right === "moved") yield* Effect.logWarning("tunnel.directory_owned_elsewhere")
+        }).pipe(Effect.annotateLogs({ hostId: tunnel.hostId, tunnelId: tunnel.tunnelId }))
+
+      const registerWithRetries = (entry: DirectoryEntry): Effect.Effect<void, DirectoryUnavailable> =>
+        ensureCleared.pipe(
+          Effect.zipRight(directory.register(entry)),
+          // Three tries in all: 100 ms, then 200 ms apart.
+          Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(2))))
+        )
 
       const life = (hostId: HostId, conn: Transport.Transport) =>
         Effect.scoped(
@@ -69,36 +125,48 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
             // Finalizers run in reverse: the tunnel leaves the local map only after its own finalizer
             // (drain frame, flush, close) is done, so a drain past its deadline can still name it.
             let tunnel: Tunnel.Tunnel | undefined
-            yield* Effect.addFinalizer(() => Effect.sync(() => local.get(hostId) === tunnel && local.delete(hostId)))
-            tunnel = yield* Tunnel.make(hostId, conn, hooks)
-            yield* Effect.annotateLogsScoped({ tunnelId: tunnel.tunnelId })
-            local.set(hostId, tunnel)
+            yield* Effect.addFinalizer(() =>
+              Effect.sync(() => {
+                if (local.get(hostId) === tunnel) {
+                  local.delete(hostId)
+                  dirty.delete(hostId)
+                }
+              })
+            )
+            const hooks: Tunnel.TunnelHooks = {
+              onDrainNotified: Effect.sync(() => {
+                notified++
+                onNotified()
+              }),
+              onPong: Effect.suspend(() => (tunnel ? refresh(tunnel) : Effect.void))
+            }
+            const current = yield* Tunnel.make(hostId, conn, hooks)
+            tunnel = current
+            yield* Effect.annotateLogsScoped({ tunnelId: current.tunnelId })
+            local.set(hostId, current)
             const { internalUrl } = yield* address.get
-            const registered = yield* directory.register({
-              hostId,
-              owner,
-              tunnelId: tunnel.tunnelId,
-              connectedAt: tunnel.connectedAt,
-              internalUrl
-            }).pipe(
+            const entry = entryOf(current, internalUrl)
+            const registered = yield* registerWithRetries(entry).pipe(
               Effect.as(true),
               Effect.catchTag("DirectoryUnavailable", (e) =>
                 Effect.logError("tunnel.register_failed", e.message).pipe(
-                  Effect.zipRight(tunnel.closeWith(CloseCodes.Internal, "directory unavailable")),
+                  Effect.zipRight(current.closeWith(CloseCodes.Internal, "directory unavailable")),
                   Effect.as(false)
                 ))
             )
             if (!registered) return
-            yield* Effect.addFinalizer(() =>
-              // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
-              draining.isDraining()
-                ? Effect.void
-                : directory.unregister(hostId, tunnel.tunnelId).pipe(
-                  Effect.catchTag("DirectoryUnavailable", (e) => Effect.logWarning("tunnel.unregister_failed", e.message))
-                )
+            const unregister = directory.unregister(entry).pipe(
+              Effect.catchTag("DirectoryUnavailable", (e) => Effect.logWarning("tunnel.unregister_failed", e.message))
             )
+            // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
+            if (draining.isDraining() || (yield* current.hasEnded)) {
+              yield* Effect.logInfo("tunnel.register_rolled_back")
+              return yield* unregister
+            }
+            // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
+            yield* Effect.addFinalizer(() => (draining.isDraining() ? Effect.void : unregister))
             yield* Effect.logInfo("tunnel.registered")
-            const end = yield* tunnel.ended
+            const end = yield* current.ended
             yield* Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))
           })
         ).pipe(Effect.provideService(RelayConfig, config), Effect.annotateLogs({ hostId }))
@@ -121,13 +189,30 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           yield* FiberMap.run(fibers, hostId, life(hostId, conn))
         })
 
+      // Every relay sweeps expired entries, and repairs the entries of its own live tunnels
+      // whose writes failed (the store was down): within one period of the store coming back.
+      yield* Effect.gen(function*() {
+        const swept = yield* directory.sweep
+        if (swept > 0) yield* Effect.logInfo("directory.swept").pipe(Effect.annotateLogs({ entries: swept }))
+        for (const hostId of [...dirty]) {
+          const tunnel = local.get(hostId)
+          if (tunnel === undefined) dirty.delete(hostId)
+          else yield* refresh(tunnel)
+        }
+      }).pipe(
+        Effect.catchAll((e) => Effect.logWarning("directory.sweep_failed", e.message)),
+        Effect.repeat(Schedule.spaced(config.sweepIntervalMs)),
+        Effect.delay(config.sweepIntervalMs),
+        Effect.forkScoped
+      )
+
       const closeAll = (onAllNotified: (notified: number) => Effect.Effect<void>) =>
         Effect.gen(function*() {
           const all = Array.from(fibers, ([, fiber]) => fiber)
           const allNotified = yield* Deferred.make<void>()
           notified = 0
           onNotified = () => {
-            if (notified >= all.length) Deferred.unsafeDone(allNotified, Exit.void)
+            if (notified >= all.length) Deferred.unsafeDone(allNotified, Effect.void)
           }
           // Some tunnels may end without a drain frame (the host closed first): then "notified" is when all ended.
           // (No race here: this runs in a finalizer, where a race would wait for its loser to finish.)
@@ -143,7 +228,8 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
         get: (hostId) => Option.fromNullable(local.get(hostId)),
         size: () => local.size,
         hostIds: () => [...local.keys()],
-        closeAll
+        closeAll,
+        owner
       })
     })
   )

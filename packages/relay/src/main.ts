@@ -4,8 +4,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Config, Console, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { assertDevModeAllowed, loadOrCreateDevSecret } from "./DevSecret.js"
 import { logFormatConfig, loggerLayer } from "./Logging.js"
-import * as MemoryDirectory from "./directory/Memory.js"
-import { relayLayer } from "./Relay.js"
+import { directoryLayer, relayLayer } from "./Relay.js"
 import { RelayConfig, settings, type AuthSettings } from "./RelayConfig.js"
 import { mintToken } from "./Token.js"
 
@@ -28,6 +27,13 @@ const serveOptions = {
   requestTimeoutMs: withEnv(Options.integer("request-timeout-ms"), settings.requestTimeoutMs, "Answer 504 when a host takes longer (env REQUEST_TIMEOUT_MS, default 30000)."),
   maxPendingPerTunnel: withEnv(Options.integer("max-pending"), settings.maxPendingPerTunnel, "Requests in flight per tunnel before 503 too_many_pending (env MAX_PENDING_PER_TUNNEL, default 1000)."),
   drainFlushMs: withEnv(Options.integer("drain-flush-ms"), settings.drainFlushMs, "On drain, wait this long for each host to close after the drain frame before closing 4001 (env DRAIN_FLUSH_MS, default 500)."),
+  redisUrl: withEnv(Options.optional(Options.redacted("redis-url")), settings.redisUrl, "Redis for the shared directory (env REDIS_URL); without it the directory is in memory (a single relay)."),
+  redisKeyPrefix: withEnv(Options.text("redis-key-prefix"), settings.redisKeyPrefix, "Prefix of the directory's Redis keys (env REDIS_KEY_PREFIX, default relay:)."),
+  directoryTtlMs: withEnv(Options.integer("directory-ttl-ms"), settings.directoryTtlMs, "A directory entry lives this long without a pong (env DIRECTORY_TTL_MS, default 90000)."),
+  sweepIntervalMs: withEnv(Options.integer("sweep-interval-ms"), settings.sweepIntervalMs, "Sweep expired entries and repair this relay's own this often (env SWEEP_INTERVAL_MS, default 30000)."),
+  routing: withEnv(Options.choice("routing", ["proxy", "fly-replay"]), settings.routing, "How requests reach a host held by another relay (env ROUTING; default fly-replay when FLY_APP_NAME is set, else proxy)."),
+  internalUrl: withEnv(Options.optional(Options.text("internal-url")), settings.internalUrl, "Where other relays reach this one (env RELAY_INTERNAL_URL; default http://<FLY_PRIVATE_IP or 127.0.0.1>:<port>)."),
+  peerSecret: withEnv(Options.optional(Options.redacted("peer-secret")), settings.peerSecret, "Shared secret between relays, required to proxy (env RELAY_PEER_SECRET)."),
   drainDeadlineMs: withEnv(Options.integer("drain-deadline-ms"), settings.drainDeadlineMs, "Bound on the whole drain; past it log what is open and exit 1. Keep below the platform's kill timeout (env DRAIN_DEADLINE_MS, default 8000)."),
   logFormat
 }
@@ -65,7 +71,7 @@ const serve = Command.make("serve", serveOptions, (o) =>
     const auth = yield* resolveAuth(o)
     yield* Layer.launch(
       relayLayer({ onDeadline: Effect.sync(() => process.exit(1)), exitOnSecondSignal: true }).pipe(
-        Layer.provideMerge(MemoryDirectory.layer),
+        Layer.provideMerge(directoryLayer),
         Layer.provide(RelayConfig.layer({
           port: o.port,
           bindHost: o.bindHost,
@@ -78,7 +84,14 @@ const serve = Command.make("serve", serveOptions, (o) =>
           requestTimeoutMs: o.requestTimeoutMs,
           maxPendingPerTunnel: o.maxPendingPerTunnel,
           drainFlushMs: o.drainFlushMs,
-          drainDeadlineMs: o.drainDeadlineMs
+          drainDeadlineMs: o.drainDeadlineMs,
+          redisUrl: o.redisUrl,
+          redisKeyPrefix: o.redisKeyPrefix,
+          directoryTtlMs: o.directoryTtlMs,
+          sweepIntervalMs: o.sweepIntervalMs,
+          routing: o.routing,
+          internalUrl: o.internalUrl,
+          peerSecret: o.peerSecret
         }))
       )
     )

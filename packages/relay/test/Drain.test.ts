@@ -13,11 +13,11 @@ import { TunnelRegistry } from "../src/TunnelRegistry.js"
 import { eventually, get, testConfig } from "./support.js"
 
 /** A memory directory that counts calls, to see the drain's one batched clear. */
-const countingDirectory = Effect.map(MemoryDirectory.make, (inner) => {
+const countingDirectory = Effect.map(MemoryDirectory.make(), (inner) => {
   const calls = { unregister: 0, clearOwn: 0 }
   const directory = Directory.of({
     ...inner,
-    unregister: (h, t) => Effect.zipRight(Effect.sync(() => calls.unregister++), inner.unregister(h, t)),
+    unregister: (ref) => Effect.zipRight(Effect.sync(() => calls.unregister++), inner.unregister(ref)),
     clearOwn: (o) => Effect.zipRight(Effect.sync(() => calls.clearOwn++), inner.clearOwn(o))
   })
   return { directory, calls }

@@ -17,7 +17,7 @@ const entry = (hostId: string, owner: string) => ({
 describe("startup clear", () => {
   it.live("a relay clears the entries its own {region}:{machineId} left behind before it listens, and logs how many", () =>
     Effect.gen(function*() {
-      const directory = yield* MemoryDirectory.make
+      const directory = yield* MemoryDirectory.make()
       for (let i = 0; i < 5; i++) yield* directory.register(entry(`acme:stale${i}`, "test:m1"))
       yield* directory.register(entry("acme:elsewhere", "test:m2"))
       yield* directory.register(entry("acme:other-region", "other:m1"))

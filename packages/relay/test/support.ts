@@ -19,6 +19,13 @@ export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySetti
   maxPendingPerTunnel: 1000,
   drainFlushMs: 500,
   drainDeadlineMs: 8000,
+  redisUrl: Option.none(),
+  redisKeyPrefix: "relay:",
+  directoryTtlMs: 90_000,
+  sweepIntervalMs: 30_000,
+  routing: "proxy",
+  internalUrl: Option.none(),
+  peerSecret: Option.none(),
   ...overrides
 })
 

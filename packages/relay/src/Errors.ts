@@ -83,6 +83,20 @@ export class RouteNotFound extends Data.TaggedError("RouteNotFound")<{ readonly 
   }
 }
 
+/** A request marked as relay-to-relay without the right peer secret. */
+export class PeerForbidden extends Data.TaggedError("PeerForbidden")<{}> {
+  get message() {
+    return "relay-to-relay request without a valid peer secret"
+  }
+}
+
+/** The relay that owns the host could not be reached to proxy to. */
+export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{ readonly owner: string; readonly cause?: unknown }> {
+  get message() {
+    return `the relay holding this host (${this.owner}) cannot be reached`
+  }
+}
+
 export type ClientError =
   | Unauthorized
   | Forbidden
@@ -95,3 +109,5 @@ export type ClientError =
   | BadRequest
   | DirectoryUnavailable
   | RouteNotFound
+  | PeerForbidden
+  | PeerUnreachable

@@ -59,3 +59,14 @@ export const responseHeadersForClient = (headers: Headers): OutgoingHttpHeaders 
   }
   return out
 }
+
+/** A request's headers as one relay forwards them to another: only hop-by-hop ones dropped. */
+export const requestHeadersForPeer = (headers: IncomingHttpHeaders): Record<string, string | Array<string>> => {
+  const listed = connectionListed(headers)
+  const out: Record<string, string | Array<string>> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || hopByHop.has(name) || listed.has(name)) continue
+    out[name] = value
+  }
+  return out
+}

@@ -7,7 +7,9 @@ import * as MemoryDirectory from "./directory/Memory.js"
 import { Drain, type DrainOptions } from "./Drain.js"
 import { Draining } from "./Draining.js"
 import { RelayAddress } from "./RelayAddress.js"
+import { PeerProxy } from "./PeerProxy.js"
 import { RelayServer } from "./RelayServer.js"
+import { Router } from "./Router.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
 /**
@@ -19,6 +21,7 @@ import { TunnelRegistry } from "./TunnelRegistry.js"
 export const relayLayer = (options: DrainOptions = {}) =>
   Drain.layer(options).pipe(
     Layer.provideMerge(RelayServer.layer),
+    Layer.provideMerge(Layer.merge(Router.layer, PeerProxy.layer)),
     Layer.provideMerge(TunnelRegistry.layer),
     Layer.provideMerge(Auth.layer),
     Layer.provideMerge(RelayAddress.layer),

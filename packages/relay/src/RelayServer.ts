@@ -1,10 +1,10 @@
 import { CloseCodes, CloseReasons, decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
-import { Context, Effect, Either, FiberId, Layer, Option, Runtime } from "effect"
+import { Context, Effect, Either, FiberId, Layer, Runtime } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
 import { Auth } from "./Auth.js"
-import { BadHostId, BadRequest, HostOffline, PayloadTooLarge, RouteNotFound, type ClientError } from "./Errors.js"
+import { BadHostId, BadRequest, PayloadTooLarge, RouteNotFound, type ClientError } from "./Errors.js"
 import { httpErrorBody, toHttpError, toTunnelClose, type HttpError } from "./ErrorResponse.js"
 import { requestHeadersForHost, responseHeadersForClient } from "./Headers.js"
 import { bearerToken, parseHostRoute, takeToken } from "./HostRoute.js"
@@ -12,6 +12,8 @@ import { RelayAddress } from "./RelayAddress.js"
 import { Directory } from "./Directory.js"
 import { Draining } from "./Draining.js"
 import { internalUrlFor, RelayConfig } from "./RelayConfig.js"
+import { PeerHeaders, PeerProxy, splice } from "./PeerProxy.js"
+import { type Route, Router } from "./Router.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
 /**
@@ -37,6 +39,8 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       const address = yield* RelayAddress
       const draining = yield* Draining
       const directory = yield* Directory
+      const router = yield* Router
+      const peers = yield* PeerProxy
       const runtime = yield* Effect.runtime<never>()
       const run = Runtime.runFork(runtime)
 
@@ -53,12 +57,6 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         Effect.async<WebSocket>((resume) => {
           wss.handleUpgrade(req, socket, head, (ws) => resume(Effect.succeed(ws)))
         }).pipe(Effect.flatMap(Transport.fromWebSocket))
-
-      const localTunnel = (hostId: HostId) =>
-        Option.match(registry.get(hostId), {
-          onNone: () => Effect.fail(new HostOffline({ hostId })),
-          onSome: Effect.succeed
-        })
 
       const json = (res: http.ServerResponse, status: number, body: unknown, close = false) =>
         Effect.sync(() => {
@@ -81,17 +79,52 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         )
       }
 
+      /** The answer that sends a client to the owner relay through Fly's proxy. */
+      const replayHeader = (target: Extract<Route, { _tag: "Remote" }>) =>
+        target.region === config.region ? `instance=${target.machineId}` : `region=${target.region}`
+
+      /** Fly cannot replay a request whose body is over 1 MB (or of unknown length): those are proxied. */
+      const replayable = (req: http.IncomingMessage) =>
+        req.headers["transfer-encoding"] === undefined && Number(req.headers["content-length"] ?? "0") <= 1_000_000
+
+      const routed = (mode: "local" | "proxy" | "fly-replay", hostId: HostId) =>
+        Effect.logDebug("request.routed").pipe(Effect.annotateLogs({ mode, hostId }))
+
+      const forwardRemote = (req: http.IncomingMessage, res: http.ServerResponse, target: Extract<Route, { _tag: "Remote" }>) =>
+        Effect.gen(function*() {
+          if (config.routing === "fly-replay" && replayable(req)) {
+            yield* routed("fly-replay", target.entry.hostId)
+            res.writeHead(200, { "fly-replay": replayHeader(target), "content-length": 0 })
+            return res.end()
+          }
+          const body = yield* readBody(req, config.maxBodyBytes)
+          yield* routed("proxy", target.entry.hostId)
+          yield* peers.forwardHttp(target.entry, req, body, res)
+        })
+
       const forward = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {
           const route = yield* parseHostRoute(url)!
+          const fromPeer = peers.isFromPeer(req.headers)
+          if (fromPeer) yield* peers.verify(req.headers)
           const token = bearerToken(req.headers.authorization, route.queryToken)
           yield* auth.authorize(token, route.hostId)
-          const tunnel = yield* localTunnel(route.hostId)
+          const target = yield* router.locate(route.hostId, { fromPeer })
+          if (route.path === "/_whoowns") {
+            return yield* json(res, 200, target._tag === "Local"
+              ? { region: config.region, machineId: config.machineId }
+              : { region: target.region, machineId: target.machineId })
+          }
+          if (target._tag === "Remote") return yield* forwardRemote(req, res, target)
+          const tunnel = target.tunnel
           const body = yield* readBody(req, config.maxBodyBytes)
+          yield* routed("local", route.hostId)
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
             path: route.query === "" ? route.path : `${route.path}?${route.query}`,
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress),
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: [PeerHeaders.hop, PeerHeaders.secret]
+            }),
             body
           })
           yield* Effect.try(() => {
@@ -177,17 +210,41 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       const handleClientSocket = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
         Effect.gen(function*() {
           const route = yield* parseHostRoute(url)!
+          const fromPeer = peers.isFromPeer(req.headers)
+          if (fromPeer) yield* peers.verify(req.headers)
           yield* auth.authorize(bearerToken(req.headers.authorization, route.queryToken), route.hostId)
-          const tunnel = yield* localTunnel(route.hostId)
+          const target = yield* router.locate(route.hostId, { fromPeer })
+          if (target._tag === "Remote") {
+            if (config.routing === "fly-replay") {
+              yield* routed("fly-replay", route.hostId)
+              return yield* Effect.sync(() => {
+                if (socket.writable) {
+                  socket.end(`HTTP/1.1 200 OK\r\nfly-replay: ${replayHeader(target)}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`)
+                }
+              })
+            }
+            yield* routed("proxy", route.hostId)
+            const upstream = yield* peers.connectSocket(target.entry, req).pipe(
+              Effect.catchTag("ConnectError", (e) =>
+                Effect.zipRight(
+                  reject(socket, { status: e.status ?? 502, error: "peer_refused", message: "the relay holding this host refused the WebSocket" }),
+                  Effect.interrupt
+                ))
+            )
+            const client = yield* upgrade(req, socket, head)
+            return yield* splice(client, upstream)
+          }
+          yield* routed("local", route.hostId)
           const client = yield* upgrade(req, socket, head)
-          yield* tunnel.openChannel(client, {
+          yield* target.tunnel.openChannel(client, {
             path: route.path,
             ...(route.query === "" ? {} : { query: route.query }),
             headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
-              drop: ["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"]
+              drop: ["sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", PeerHeaders.hop, PeerHeaders.secret]
             })
           })
         }).pipe(
+          Effect.scoped,
           Effect.catchAll((e) => reject(socket, toHttpError(e)))
         )
 

@@ -1,0 +1,123 @@
+import { Transport } from "@effect-relay/protocol"
+import { Context, Effect, Layer, Option, Redacted, type Scope, Stream } from "effect"
+import { timingSafeEqual } from "node:crypto"
+import * as http from "node:http"
+import type { DirectoryEntry } from "./Directory.js"
+import { PeerForbidden, PeerUnreachable } from "./Errors.js"
+import { requestHeadersForPeer, responseHeadersForClient } from "./Headers.js"
+import { RelayConfig } from "./RelayConfig.js"
+
+/** Headers that mark a request one relay forwards to another. */
+export const PeerHeaders = {
+  /** Loop guard: a relay receiving this never forwards the request again. */
+  hop: "x-effect-relay-hop",
+  /** The shared `RELAY_PEER_SECRET`. */
+  secret: "x-effect-relay-peer-secret"
+} as const
+
+/**
+ * Relay-to-relay proxying (routing mode `proxy`): forwards a client's HTTP
+ * request or WebSocket to the relay that holds the host, over its internal
+ * address, marked with the loop guard and authenticated with the peer secret.
+ */
+export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, {
+  /** Whether a request came from another relay (carries the loop guard). */
+  readonly isFromPeer: (headers: http.IncomingHttpHeaders) => boolean
+  /** A request with the loop guard must carry the right secret, else 403. */
+  readonly verify: (headers: http.IncomingHttpHeaders) => Effect.Effect<void, PeerForbidden>
+  /** Sends the request (body already read) to the owner and streams its answer back to `res`. */
+  readonly forwardHttp: (
+    entry: DirectoryEntry,
+    req: http.IncomingMessage,
+    body: Buffer,
+    res: http.ServerResponse
+  ) => Effect.Effect<void, PeerUnreachable>
+  /** Opens the same WebSocket on the owner relay; fails (with its status) when the owner refuses. */
+  readonly connectSocket: (entry: DirectoryEntry, req: http.IncomingMessage) => Effect.Effect<Transport.Transport, PeerUnreachable | Transport.ConnectError, Scope.Scope>
+}>() {
+  static layer = Layer.scoped(
+    PeerProxy,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      if (Option.isSome(config.redisUrl) && Option.isNone(config.peerSecret)) {
+        return yield* Effect.dieMessage(
+          "RELAY_PEER_SECRET is required with REDIS_URL: relays proxy to each other and must prove it (set the same secret on every relay)"
+        )
+      }
+      const secret = Option.map(config.peerSecret, (s) => Buffer.from(Redacted.value(s)))
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
+      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+
+      const guardHeaders = (): Record<string, string> => ({
+        [PeerHeaders.hop]: "1",
+        ...Option.match(config.peerSecret, { onNone: () => ({}), onSome: (s) => ({ [PeerHeaders.secret]: Redacted.value(s) }) })
+      })
+
+      const isFromPeer = (headers: http.IncomingHttpHeaders) => headers[PeerHeaders.hop] !== undefined
+
+      const verify = (headers: http.IncomingHttpHeaders) =>
+        Effect.suspend(() => {
+          const given = headers[PeerHeaders.secret]
+          if (Option.isNone(secret) || typeof given !== "string") return Effect.fail(new PeerForbidden())
+          const buffer = Buffer.from(given)
+          return buffer.length === secret.value.length && timingSafeEqual(buffer, secret.value)
+            ? Effect.void
+            : Effect.fail(new PeerForbidden())
+        })
+
+      const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
+        Effect.async<void, PeerUnreachable>((resume) => {
+          const upstream = http.request(`${entry.internalUrl}${req.url ?? "/"}`, {
+            method: req.method ?? "GET",
+            agent,
+            headers: { ...requestHeadersForPeer(req.headers), ...guardHeaders(), "content-length": String(body.length) }
+          })
+          let answered = false
+          upstream.on("response", (answer) => {
+            answered = true
+            res.writeHead(answer.statusCode ?? 502, responseHeadersForClient(answer.headers as Record<string, string | Array<string>>))
+            answer.pipe(res)
+            answer.on("end", () => resume(Effect.void))
+            answer.on("error", () => {
+              res.destroy()
+              resume(Effect.void)
+            })
+          })
+          upstream.on("error", (cause) => {
+            if (answered) {
+              res.destroy()
+              resume(Effect.void)
+            } else resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause })))
+          })
+          upstream.end(body)
+          return Effect.sync(() => upstream.destroy())
+        })
+
+      const connectSocket = (entry: DirectoryEntry, req: http.IncomingMessage) => {
+        const url = `${entry.internalUrl.replace(/^http/, "ws")}${req.url ?? "/"}`
+        const headers: Record<string, string> = { ...guardHeaders() }
+        for (const [name, value] of Object.entries(requestHeadersForPeer(req.headers))) {
+          if (name.startsWith("sec-websocket-") || name === "host") continue
+          headers[name] = Array.isArray(value) ? value.join(", ") : value
+        }
+        return Transport.connect(url, { headers, timeoutMs: 10_000 }).pipe(
+          Effect.catchTag("ConnectError", (e): Effect.Effect<never, PeerUnreachable | Transport.ConnectError> =>
+            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e))
+        )
+      }
+
+      return PeerProxy.of({ isFromPeer, verify, forwardHttp, connectSocket })
+    })
+  )
+}
+
+/** Carries frames both ways between two WebSockets until one closes; the other closes with the same code. */
+export const splice = (a: Transport.Transport, b: Transport.Transport): Effect.Effect<void> => {
+  const oneWay = (from: Transport.Transport, to: Transport.Transport) =>
+    from.messages.pipe(
+      Stream.runForEach((frame) => Effect.ignore(to.send(frame))),
+      Effect.zipRight(from.closed),
+      Effect.flatMap((info) => to.close(info.code, info.reason))
+    )
+  return Effect.all([oneWay(a, b), oneWay(b, a)], { concurrency: 2, discard: true })
+}

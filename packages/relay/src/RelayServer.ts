@@ -109,12 +109,17 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
           if (fromPeer) yield* peers.verify(req.headers)
           const token = bearerToken(req.headers.authorization, route.queryToken)
           yield* auth.authorize(token, route.hostId)
-          const target = yield* router.locate(route.hostId, { fromPeer })
           if (route.path === "/_whoowns") {
-            return yield* json(res, 200, target._tag === "Local"
-              ? { region: config.region, machineId: config.machineId }
-              : { region: target.region, machineId: target.machineId })
+            return yield* router.locate(route.hostId, { fromPeer }).pipe(
+              Effect.flatMap((target) =>
+                json(res, 200, target._tag === "Local"
+                  ? { region: config.region, machineId: config.machineId }
+                  : { region: target.region, machineId: target.machineId })
+              ),
+              Effect.catchTag("HostOffline", (e) => json(res, 404, { error: "host_offline", message: e.message }))
+            )
           }
+          const target = yield* router.locate(route.hostId, { fromPeer })
           if (target._tag === "Remote") return yield* forwardRemote(req, res, target)
           const tunnel = target.tunnel
           const body = yield* readBody(req, config.maxBodyBytes)

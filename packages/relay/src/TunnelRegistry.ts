@@ -189,6 +189,21 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           yield* FiberMap.run(fibers, hostId, life(hostId, conn))
         })
 
+      // When the store comes back after being unreachable (it may have lost everything), every
+      // live tunnel's entry is refreshed at once, not on the next sweep or pong.
+      yield* Effect.gen(function*() {
+        let available = directory.isAvailable()
+        while (true) {
+          yield* Effect.sleep("250 millis")
+          const now = directory.isAvailable()
+          if (now && !available) {
+            yield* Effect.logInfo("directory.available_again").pipe(Effect.annotateLogs({ tunnels: local.size }))
+            yield* Effect.forEach([...local.values()], refresh, { concurrency: 64, discard: true })
+          }
+          available = now
+        }
+      }).pipe(Effect.forkScoped)
+
       // Every relay sweeps expired entries, and repairs the entries of its own live tunnels
       // whose writes failed (the store was down): within one period of the store coming back.
       yield* Effect.gen(function*() {

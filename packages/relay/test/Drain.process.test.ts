@@ -1,8 +1,9 @@
 import { CloseCodes } from "@effect-relay/protocol"
-import { HostAgent, HostAgentLive, reconnectsTotal } from "@effect-relay/host"
+import { reconnectsTotal } from "@effect-relay/host"
 import { fakeHost, messageOf, okResponse, startRelayProcess, startTarget, testSecret, token, type RelayProcess } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Metric } from "effect"
+import { Effect, Metric } from "effect"
+import { agent, served } from "./processSupport.js"
 import * as net from "node:net"
 
 /**
@@ -12,31 +13,6 @@ import * as net from "node:net"
 const env = (extra: Record<string, string> = {}) => ({ RELAY_AUTH_SECRET: testSecret, REGION: "test", MACHINE_ID: "drain-1", ...extra })
 
 const drainReconnects = Metric.value(Metric.tagged(reconnectsTotal, "reason", "drain")).pipe(Effect.map((s) => s.count))
-
-const agent = (relay: { readonly ws: string }, name: string, targetUrl: string, t: string) =>
-  Effect.gen(function*() {
-    const context = yield* Layer.build(HostAgentLive({ relayUrl: relay.ws, hostId: `acme:${name}`, token: t, targetUrl, drainRetryMs: 100 }))
-    const host = Context.get(context, HostAgent)
-    yield* host.awaitConnected
-    return host
-  })
-
-/** Polls the relay until `hostId` answers 200 through it. */
-const served = (http: string, hostId: string, t: string, timeoutMs = 15_000) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      try {
-        const res = await fetch(`${http}/hosts/${hostId}/echo`, { headers: { authorization: `Bearer ${t}` } })
-        await res.arrayBuffer()
-        if (res.status === 200) return Date.now()
-      } catch {
-        // refused while the relay restarts
-      }
-      await new Promise((r) => setTimeout(r, 20))
-    }
-    throw new Error(`${hostId} not served within ${timeoutMs} ms`)
-  })
 
 /** Sends a tunnel upgrade's first half now; `finish` sends the rest and returns the raw reply. */
 const halfUpgrade = (port: number, hostId: string, t: string) =>
@@ -83,7 +59,7 @@ describe("drain of a relay process on a signal", () => {
         const target = yield* startTarget
         const t = yield* token({ org: "acme" })
         const before = yield* drainReconnects
-        yield* Effect.forEach(["a1", "a2", "a3"], (name) => agent(relay, name, target.url, t))
+        yield* Effect.forEach(["a1", "a2", "a3"], (name) => agent(relay, `acme:${name}`, target.url, t))
         const raw = yield* Effect.forEach(["r1", "r2"], (name) => fakeHost(relay.ws, `acme:${name}`, t, (req) => okResponse(req.id)))
         for (const name of ["a1", "a2", "a3", "r1", "r2"]) yield* served(relay.http, `acme:${name}`, t)
         const stubborn = yield* stubbornHost(relay, "s1", t) // keeps the drain going for the flush window
@@ -165,7 +141,7 @@ describe("restart in place", () => {
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       const names = ["h1", "h2", "h3", "h4", "h5"]
-      yield* Effect.forEach(names, (name) => agent(first, name, target.url, t))
+      yield* Effect.forEach(names, (name) => agent(first, `acme:${name}`, target.url, t))
       for (const name of names) yield* served(first.http, `acme:${name}`, t)
 
       const signalledAt = Date.now()

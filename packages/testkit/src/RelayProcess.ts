@@ -31,7 +31,8 @@ export interface LoggingProcess {
   readonly spawnedAt: number
 }
 
-const messageOf = (line: LogLine) => (Array.isArray(line.message) ? line.message.join(" ") : String(line.message))
+/** A log line's event name: the message, or its first part when the line logged several values. */
+const messageOf = (line: LogLine) => (Array.isArray(line.message) ? String(line.message[0]) : String(line.message))
 
 export const spawnLogging = (command: string, args: ReadonlyArray<string>, env: Record<string, string>): LoggingProcess => {
   const spawnedAt = Date.now()

@@ -80,18 +80,7 @@ export const run = (
       }
     }
 
-    const onFrame = (frame: string | Uint8Array): Effect.Effect<void> => {
-      if (typeof frame !== "string") {
-        return Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: "binary frame" }))
-      }
-      const decoded = RelayToHostCodec.decode(frame)
-      if (decoded._tag === "Left") {
-        return Effect.logWarning("tunnel.bad_frame").pipe(
-          Effect.annotateLogs({ problem: decoded.left.problem, type: decoded.left.type ?? null })
-        )
-      }
-      return handle(decoded.right)
-    }
+    const onFrame = RelayToHostCodec.handler(handle)
 
     const closedBy = (info: Transport.CloseInfo): Effect.Effect<never, SessionEnded> =>
       drained !== undefined

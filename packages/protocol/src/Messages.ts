@@ -1,4 +1,4 @@
-import { Either, ParseResult, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 
 /**
  * The tunnel's wire format: JSON text frames, one message each, a tagged union
@@ -117,6 +117,26 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
   }
 }
 
+/**
+ * A tunnel's frame handler: each text frame is decoded and handed to `handle`; a frame that
+ * does not decode (binary, not JSON, unknown type, wrong fields) is logged as `tunnel.bad_frame`
+ * and dropped, and the tunnel goes on.
+ */
+const handlerOf = <A>(decode: (text: string) => Either.Either<A, FrameError>) =>
+<R>(handle: (message: A) => Effect.Effect<void, never, R>) =>
+(frame: string | Uint8Array): Effect.Effect<void, never, R> => {
+  if (typeof frame !== "string") {
+    return Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: "binary frame" }))
+  }
+  const decoded = decode(frame)
+  if (decoded._tag === "Left") {
+    return Effect.logWarning("tunnel.bad_frame").pipe(
+      Effect.annotateLogs({ problem: decoded.left.problem, type: decoded.left.type ?? null })
+    )
+  }
+  return handle(decoded.right)
+}
+
 /** A frame that is not a message we know: logged and answered, never a crash. */
 export class FrameError extends Schema.TaggedError<FrameError>()("FrameError", {
   type: Schema.optional(Schema.String),
@@ -127,5 +147,10 @@ export class FrameError extends Schema.TaggedError<FrameError>()("FrameError", {
   }
 }
 
-export const RelayToHostCodec = wire(RelayToHost)
-export const HostToRelayCodec = wire(HostToRelay)
+const codec = <A extends { readonly _tag: string }, I extends { readonly _tag: string }>(schema: Schema.Schema<A, I>) => {
+  const base = wire(schema)
+  return { ...base, handler: handlerOf(base.decode) }
+}
+
+export const RelayToHostCodec = codec(RelayToHost)
+export const HostToRelayCodec = codec(HostToRelay)

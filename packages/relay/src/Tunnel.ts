@@ -108,17 +108,7 @@ export const make = (
         if (Option.isNone(intent)) intent = Option.some({ code, reason })
       })
 
-    const onFrame = (frame: string | Uint8Array): Effect.Effect<void> => {
-      if (typeof frame !== "string") {
-        return Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: "binary frame" }))
-      }
-      const decoded = HostToRelayCodec.decode(frame)
-      if (decoded._tag === "Left") {
-        return Effect.logWarning("tunnel.bad_frame").pipe(
-          Effect.annotateLogs({ problem: decoded.left.problem, type: decoded.left.type ?? null })
-        )
-      }
-      const message = decoded.right
+    const onFrame = HostToRelayCodec.handler((message): Effect.Effect<void> => {
       switch (message._tag) {
         case "pong":
           missedPongs = 0
@@ -147,7 +137,7 @@ export const make = (
           return client.close(message.code ?? CloseCodes.Normal, message.reason)
         }
       }
-    }
+    })
 
     yield* conn.messages.pipe(
       Stream.runForEach(onFrame),

@@ -20,6 +20,13 @@ const relayEnv = (prefix: string, region: string, machineId: string, extra: Reco
   ...extra
 })
 
+/** Relays A and B (region iad, machines a and b) on this test's Redis prefix. */
+const twoRelays = (prefix: string) =>
+  Effect.all([
+    startRelayProcess({ env: relayEnv(prefix, "iad", "a") }),
+    startRelayProcess({ env: relayEnv(prefix, "iad", "b") })
+  ], { concurrency: 2 })
+
 const json = (res: Response) => Effect.promise(() => res.json() as Promise<Record<string, unknown>>)
 const fetchWith = (url: string, t: string, init: RequestInit = {}) =>
   Effect.promise(() => fetch(url, { ...init, headers: { authorization: `Bearer ${t}`, ...(init.headers as Record<string, string> ?? {}) } }))
@@ -28,10 +35,7 @@ describe("many relays on one Redis", () => {
   it.scopedLive("proxy mode: a host on relay A is reachable through relay B, over HTTP and WebSocket; the peer path is guarded", () =>
     Effect.gen(function*() {
       const { prefix } = yield* redisPrefix("multi-proxy")
-      const [a, b] = yield* Effect.all([
-        startRelayProcess({ env: relayEnv(prefix, "iad", "a") }),
-        startRelayProcess({ env: relayEnv(prefix, "iad", "b") })
-      ], { concurrency: 2 })
+      const [a, b] = yield* twoRelays(prefix)
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(a, "acme:laptop", target.url, t)
@@ -92,10 +96,7 @@ describe("many relays on one Redis", () => {
   it.scopedLive("a host that moves from A to B: A's late unregister leaves B's entry, and requests land on B", () =>
     Effect.gen(function*() {
       const { prefix, redis } = yield* redisPrefix("multi-move")
-      const [a, b] = yield* Effect.all([
-        startRelayProcess({ env: relayEnv(prefix, "iad", "a") }),
-        startRelayProcess({ env: relayEnv(prefix, "iad", "b") })
-      ], { concurrency: 2 })
+      const [a, b] = yield* twoRelays(prefix)
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       const onA = yield* agent(a, "acme:mover", target.url, t)

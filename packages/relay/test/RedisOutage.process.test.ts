@@ -21,21 +21,25 @@ const until = <A>(check: Effect.Effect<A>, ok: (a: A) => boolean, timeoutMs: num
     }
   })
 
+/** A relay process on a private Redis. */
+const relayOn = (redisUrl: string, machineId: string, extra: Record<string, string> = {}) =>
+  startRelayProcess({
+    env: {
+      RELAY_AUTH_SECRET: testSecret,
+      REDIS_URL: redisUrl,
+      RELAY_PEER_SECRET: "peer-secret-for-tests-0123456789",
+      REGION: "iad",
+      MACHINE_ID: machineId,
+      ...extra
+    }
+  })
+
 describe("Redis stops mid-run", () => {
   it.scopedLive("local requests keep working, /ready is 503, lookups 503, new tunnels 1011; after Redis restarts the directory is repopulated within one sweep period", () =>
     Effect.gen(function*() {
       const redis = yield* privateRedis
       const sweepMs = 2000
-      const relay = yield* startRelayProcess({
-        env: {
-          RELAY_AUTH_SECRET: testSecret,
-          REDIS_URL: redis.url,
-          RELAY_PEER_SECRET: "peer-secret-for-tests-0123456789",
-          REGION: "iad",
-          MACHINE_ID: "outage",
-          SWEEP_INTERVAL_MS: String(sweepMs)
-        }
-      })
+      const relay = yield* relayOn(redis.url, "outage", { SWEEP_INTERVAL_MS: String(sweepMs) })
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(relay, "acme:local", target.url, t)
@@ -69,15 +73,7 @@ describe("Redis stops mid-run", () => {
     Effect.gen(function*() {
       const redis = yield* privateRedis
       yield* redis.stop
-      const relay = yield* startRelayProcess({
-        env: {
-          RELAY_AUTH_SECRET: testSecret,
-          REDIS_URL: redis.url,
-          RELAY_PEER_SECRET: "peer-secret-for-tests-0123456789",
-          REGION: "iad",
-          MACHINE_ID: "late"
-        }
-      })
+      const relay = yield* relayOn(redis.url, "late")
       expect((yield* status(`${relay.http}/ready`)).status).toBe(503)
       expect(relay.logs.some((l) => messageOf(l) === "relay.startup_clear_failed")).toBe(true)
       yield* redis.start

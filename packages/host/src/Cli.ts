@@ -21,10 +21,23 @@ const checked = <A>(check: Check<A>) =>
   Options.filterMap((a: A) => check.validation(a) ? Option.some(a) : Option.none(), check.message)
 
 const relay = Options.text("relay").pipe(
-  Options.withDescription("Relay base URL (ws://, wss://, http://, https://); the tunnel is at /tunnel. Env: RELAY_URL"),
-  Options.withFallbackConfig(HostAgentEnv.relayUrl),
-  checked(Checks.relayUrl)
+  Options.repeated,
+  Options.withDescription(
+    "Relay base URL (ws://, wss://, http://, https://); the tunnel is at /tunnel. Repeat it (or give RELAY_URL comma-separated) for several relays: each attempt picks one at random, and the reconnect after a drain prefers another. Env: RELAY_URL"
+  ),
+  Options.filterMap(
+    (urls: Array<string>) => (urls.every(Checks.relayUrl.validation) ? Option.some(urls) : Option.none()),
+    Checks.relayUrl.message
+  )
 )
+
+/** `--relay` given once or more wins; else RELAY_URL (a repeated flag cannot fall back by itself). */
+const relayUrls = (flags: ReadonlyArray<string>): Effect.Effect<string | ReadonlyArray<string>, Error> =>
+  flags.length > 0
+    ? Effect.succeed(flags)
+    : HostAgentEnv.relayUrl.pipe(
+      Effect.mapError((e) => new Error(`--relay (or RELAY_URL) is required: ${e.message}`))
+    )
 const hostId = Options.text("host-id").pipe(
   Options.withDescription("This host's id, {orgId}:{name}. Env: HOST_ID"),
   Options.withFallbackConfig(HostAgentEnv.hostId),
@@ -82,7 +95,8 @@ export const command = Command.make(
     )
   },
   ({ logFormat, relay, target, ...config }) =>
-    Layer.launch(HostAgentLive({ ...config, relayUrl: relay, targetUrl: target })).pipe(
+    relayUrls(relay).pipe(
+      Effect.flatMap((relayUrl) => Layer.launch(HostAgentLive({ ...config, relayUrl, targetUrl: target }))),
       Effect.tapErrorCause((cause) => Effect.logFatal("host.failed", cause)),
       Effect.provide(logFormatLayer(logFormat))
     )

@@ -8,6 +8,7 @@ import {
   Layer,
   Metric,
   Option,
+  Random,
   Redacted,
   Ref,
   Stream,
@@ -77,26 +78,43 @@ const make = (config: ResolvedHostAgentConfig) =>
   Effect.gen(function*() {
     const state = yield* SubscriptionRef.make<TunnelState>(TunnelState.Connecting({ attempt: 1 }))
     const failedAttempts = yield* Ref.make(0)
-    const url = tunnelUrl(config.relayUrl, config.hostId)
+    // The relay the last drain came from: the reconnect right after it goes elsewhere when it can.
+    let drainedFrom: string | undefined
+    const pickRelay = Effect.suspend(() => {
+      const others = config.relayUrls.filter((u) => u !== drainedFrom)
+      const choices = others.length > 0 ? others : config.relayUrls
+      drainedFrom = undefined
+      return Effect.map(Random.nextIntBetween(0, choices.length), (i) => choices[i]!)
+    })
 
     // Disconnected, so stopping the agent mid-handshake does not wait for the handshake to end; the
     // inner fiber never fails (it returns its Exit), so the runtime has no unhandled error to report.
-    const dial = Effect.disconnect(
-      Effect.exit(Transport.connect(url, {
-        headers: { authorization: `Bearer ${Redacted.value(config.token)}` },
-        timeoutMs: config.connectTimeoutMs
-      }))
-    ).pipe(
-      Effect.flatten,
-      // A URL or header `ws` rejects outright is a failed connect, not a crash.
-      Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(config.relayUrl), cause: defect })))
-    )
+    const dial = (relayUrl: string) =>
+      Effect.disconnect(
+        Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
+          headers: { authorization: `Bearer ${Redacted.value(config.token)}` },
+          timeoutMs: config.connectTimeoutMs
+        }))
+      ).pipe(
+        Effect.flatten,
+        // A URL or header `ws` rejects outright is a failed connect, not a crash.
+        Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(relayUrl), cause: defect })))
+      )
 
     const attempt: Effect.Effect<never, SessionEnd, TargetHttp.TargetHttp> = Effect.gen(function*() {
       const n = (yield* Ref.get(failedAttempts)) + 1
+      const relayUrl = yield* pickRelay
+      yield* Effect.annotateLogsScoped({ relay: displayUrl(relayUrl) })
+      yield* Effect.addFinalizer((exit) =>
+        Effect.sync(() => {
+          if (Exit.isFailure(exit) && exit.cause._tag === "Fail" && (exit.cause.error as SessionEnd)._tag === "DrainSignal") {
+            drainedFrom = relayUrl
+          }
+        })
+      )
       yield* SubscriptionRef.set(state, TunnelState.Connecting({ attempt: n }))
       yield* Effect.logDebug("tunnel.connecting").pipe(Effect.annotateLogs({ attempt: n }))
-      const conn = yield* dial.pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
+      const conn = yield* dial(relayUrl).pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
       // Stopping the agent closes the tunnel with 1000 and a reason the relay can log.
       yield* Effect.addFinalizer((exit) =>
         Exit.isInterrupted(exit) ? conn.close(CloseCodes.Normal, "host agent stopped") : Effect.void
@@ -133,7 +151,7 @@ const make = (config: ResolvedHostAgentConfig) =>
     )
 
     yield* reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain).pipe(
-      Effect.annotateLogs({ hostId: config.hostId, relay: displayUrl(config.relayUrl) }),
+      Effect.annotateLogs({ hostId: config.hostId }),
       Effect.forkScoped
     )
 

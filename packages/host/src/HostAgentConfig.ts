@@ -7,8 +7,12 @@ import { Config, Either, Redacted } from "effect"
  * has a default that works on a laptop.
  */
 export interface HostAgentConfig {
-  /** The relay's base URL (ws://, wss://, http:// or https://); the tunnel is at `/tunnel` under it. */
-  readonly relayUrl: string
+  /**
+   * The relay's base URL (ws://, wss://, http:// or https://); the tunnel is at `/tunnel` under it.
+   * Several (an array, or comma-separated): each attempt picks one at random, and the reconnect
+   * right after a drain prefers another one than the relay that drained.
+   */
+  readonly relayUrl: string | ReadonlyArray<string>
   /** `{orgId}:{name}`. */
   readonly hostId: string
   /** Bearer token for the relay; sent as `Authorization: Bearer ...`, never logged. */
@@ -46,7 +50,7 @@ export interface HostAgentConfig {
 
 /** A config with every default filled in. */
 export interface ResolvedHostAgentConfig {
-  readonly relayUrl: string
+  readonly relayUrls: ReadonlyArray<string>
   readonly hostId: string
   readonly token: Redacted.Redacted<string>
   readonly targetUrl: string
@@ -80,7 +84,7 @@ export const HostAgentConfigDefaults = {
 } as const
 
 export const resolveHostAgentConfig = (config: HostAgentConfig): ResolvedHostAgentConfig => ({
-  relayUrl: config.relayUrl,
+  relayUrls: splitRelayUrls(config.relayUrl),
   hostId: config.hostId,
   token: Redacted.isRedacted(config.token) ? config.token : Redacted.make(config.token),
   targetUrl: config.targetUrl,
@@ -98,6 +102,10 @@ export const resolveHostAgentConfig = (config: HostAgentConfig): ResolvedHostAge
   backoffJitter: config.backoffJitter ?? HostAgentConfigDefaults.backoffJitter
 })
 
+/** Relay URLs from an array and/or comma-separated strings, trimmed, empty ones dropped. */
+export const splitRelayUrls = (value: string | ReadonlyArray<string>): ReadonlyArray<string> =>
+  (typeof value === "string" ? [value] : value).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v.length > 0)
+
 const hasScheme = (schemes: ReadonlyArray<string>) => (value: string) => {
   try {
     return schemes.includes(new URL(value).protocol)
@@ -108,7 +116,13 @@ const hasScheme = (schemes: ReadonlyArray<string>) => (value: string) => {
 
 /** Checks shared by the environment loader and the CLI flags. */
 export const Checks = {
-  relayUrl: { message: "must be a ws://, wss://, http:// or https:// URL", validation: hasScheme(["ws:", "wss:", "http:", "https:"]) },
+  relayUrl: {
+    message: "must be one or more (comma-separated) ws://, wss://, http:// or https:// URLs",
+    validation: (value: string) => {
+      const urls = splitRelayUrls(value)
+      return urls.length > 0 && urls.every(hasScheme(["ws:", "wss:", "http:", "https:"]))
+    }
+  },
   targetUrl: { message: "must be an http:// or https:// URL", validation: hasScheme(["http:", "https:"]) },
   hostId: {
     message: "must be {orgId}:{name}, each part 1-64 of [A-Za-z0-9._-]",
@@ -152,4 +166,7 @@ export const HostAgentEnv = {
 } as const
 
 /** The whole config from the environment, validated, defaults filled in. */
-export const hostAgentConfigFromEnv: Config.Config<ResolvedHostAgentConfig> = Config.all(HostAgentEnv)
+export const hostAgentConfigFromEnv: Config.Config<ResolvedHostAgentConfig> = Config.map(
+  Config.all(HostAgentEnv),
+  ({ relayUrl, ...rest }) => ({ ...rest, relayUrls: splitRelayUrls(relayUrl) })
+)

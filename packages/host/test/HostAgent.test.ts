@@ -143,6 +143,22 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       expect(logs.lines.some((line) => JSON.stringify(line.message).includes("tunnel.drain"))).toBe(true)
     }))
 
+  it.scopedLive("several relays: after a drain from one, the reconnect goes to another", () =>
+    Effect.gen(function*() {
+      const relays = [yield* fakeRelay(), yield* fakeRelay()]
+      const local = yield* target
+      const logs = yield* captureLogs
+      yield* startAgent(config(relays[0]!.url, local.url, { relayUrl: `${relays[0]!.url},${relays[1]!.url}` }), logs.layer)
+      const next = Effect.raceAll(relays.map((r, i) => Effect.map(r.nextConnection, (c) => [i, c] as const)))
+      let [at, connection] = yield* next
+      for (let round = 0; round < 6; round++) {
+        connection.socket.close(CloseCodes.Drain, "draining")
+        const [nextAt, nextConnection] = yield* next
+        expect(nextAt).not.toBe(at)
+        ;[at, connection] = [nextAt, nextConnection]
+      }
+    }))
+
   it.scopedLive("after a drain, refused connects are retried on the short cadence, not the backoff", () =>
     Effect.gen(function*() {
       const relay = yield* fakeRelay()

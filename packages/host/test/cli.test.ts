@@ -92,7 +92,15 @@ describe("effect-relay-host CLI", () => {
         Effect.provide(platform),
         Effect.flip
       )
-      expect(missing.output()).toContain("--relay")
+      expect(missing.output()).toContain("--host-id")
+      // Everything but the relay: the message names --relay and RELAY_URL.
+      const noRelay = new Map([["HOST_ID", "acme:x"], ["RELAY_TOKEN", "t"], ["TARGET_URL", "http://127.0.0.1:2"]])
+      const missingRelay = yield* run(["node", "effect-relay-host"]).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(noRelay)),
+        Effect.provide(platform),
+        Effect.flip
+      )
+      expect(String(missingRelay)).toContain("--relay (or RELAY_URL) is required")
 
       const invalid = yield* capture
       const env = new Map([["RELAY_URL", "http://127.0.0.1:1"], ["RELAY_TOKEN", "t"], ["TARGET_URL", "http://127.0.0.1:2"]])

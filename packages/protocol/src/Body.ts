@@ -9,12 +9,29 @@ export interface EncodedBody {
   readonly bodyEncoding?: "base64"
 }
 
+const base64 = (bytes: Uint8Array): EncodedBody => ({
+  body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"),
+  bodyEncoding: "base64"
+})
+
+/** Characters JSON has to escape (control characters, quotes, backslashes). */
+const needsEscape = /[\u0000-\u001f"\\]/
+
+/**
+ * Text travels as text unless escaping it for JSON would make it larger than
+ * base64 (a body of NULs grows 6x as `\u0000`): a frame stays within 4/3 of
+ * its body.
+ */
 export const encodeBytes = (bytes: Uint8Array): EncodedBody => {
+  let text: string
   try {
-    return { body: strictUtf8.decode(bytes) }
+    text = strictUtf8.decode(bytes)
   } catch {
-    return { body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"), bodyEncoding: "base64" }
+    return base64(bytes)
   }
+  if (!needsEscape.test(text)) return { body: text }
+  const escaped = JSON.stringify(text).length - 2
+  return escaped > Math.ceil(bytes.length / 3) * 4 ? base64(bytes) : { body: text }
 }
 
 export const decodeBytes = (body: string | undefined, encoding: "base64" | undefined): Buffer =>

@@ -94,8 +94,11 @@ const attach = (
       if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return
       if (ws.readyState === WebSocket.CONNECTING || code === 1006) return ws.terminate()
       if (code === 1005 || !isSendableCloseCode(code)) return ws.close()
-      // A close reason may carry at most 123 bytes.
-      ws.close(code, reason === undefined ? undefined : Buffer.from(reason).subarray(0, 123).toString())
+      try {
+        ws.close(code, reason === undefined ? undefined : truncateReason(reason))
+      } catch {
+        ws.close(code)
+      }
     })
 
   return {
@@ -169,8 +172,20 @@ export const connect = (url: string, options: ConnectOptions = {}): Effect.Effec
     return transport
   })
 
-/** Drops a `token` query parameter from a URL before it is logged or shown. */
-export const redact = (url: string): string => url.replace(/([?&]token=)[^&]*/g, "$1<redacted>")
+/** Drops a `token` query parameter and any user:password from a URL before it is logged or shown. */
+export const redact = (url: string): string =>
+  url.replace(/([?&]token=)[^&]*/g, "$1<redacted>").replace(/^([a-z]+:\/\/)[^/@]*@/i, "$1<redacted>@")
+
+/** A close reason may carry at most 123 bytes of UTF-8: cut on a character boundary. */
+export const truncateReason = (reason: string): string => {
+  if (Buffer.byteLength(reason) <= 123) return reason
+  let out = ""
+  for (const char of reason) {
+    if (Buffer.byteLength(out + char) > 123) break
+    out += char
+  }
+  return out
+}
 
 /**
  * Two transports wired to each other in memory: what one sends, the other

@@ -86,3 +86,19 @@ describe("HostId", () => {
     expect(orgOf(Either.getOrThrow(decodeHostId("acme:laptop")))).toBe("acme")
   })
 })
+
+describe("frame size and close reasons", () => {
+  it("text that JSON would blow up (NULs) travels as base64; ordinary text as text", async () => {
+    const { truncateReason, redact } = await import("../src/Transport.js")
+    const nuls = new Uint8Array(3000)
+    const encoded = encodeBytes(nuls)
+    expect(encoded.bodyEncoding).toBe("base64")
+    expect(JSON.stringify(encoded.body).length).toBeLessThanOrEqual(Math.ceil(3000 / 3) * 4 + 2)
+    expect(encodeBytes(new TextEncoder().encode("plain text, with \"some\" quotes\n")).bodyEncoding).toBeUndefined()
+    const reason = truncateReason("é".repeat(100))
+    expect(Buffer.byteLength(reason)).toBeLessThanOrEqual(123)
+    expect(reason).not.toContain("\uFFFD")
+    expect(reason).toBe("é".repeat(61))
+    expect(redact("wss://user:pass@relay.example/tunnel?hostId=a:b&token=abc")).toBe("wss://<redacted>@relay.example/tunnel?hostId=a:b&token=<redacted>")
+  })
+})

@@ -67,11 +67,16 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
 
       const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
         Effect.async<void, PeerUnreachable>((resume) => {
-          const upstream = http.request(`${entry.internalUrl}${req.url ?? "/"}`, {
-            method: req.method ?? "GET",
-            agent,
-            headers: { ...requestHeadersForPeer(req.headers), ...guardHeaders(), "content-length": String(body.length) }
-          })
+          let upstream: http.ClientRequest
+          try {
+            upstream = http.request(`${entry.internalUrl}${req.url ?? "/"}`, {
+              method: req.method ?? "GET",
+              agent,
+              headers: { ...requestHeadersForPeer(req.headers), ...guardHeaders(), "content-length": String(body.length) }
+            })
+          } catch (cause) {
+            return resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause })))
+          }
           let answered = false
           upstream.on("response", (answer) => {
             answered = true
@@ -101,6 +106,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
           headers[name] = Array.isArray(value) ? value.join(", ") : value
         }
         return Transport.connect(url, { headers, timeoutMs: 10_000 }).pipe(
+          Effect.catchAllDefect((cause) => Effect.fail(new PeerUnreachable({ owner: entry.owner, cause }))),
           Effect.catchTag("ConnectError", (e): Effect.Effect<never, PeerUnreachable | Transport.ConnectError> =>
             e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e))
         )

@@ -1,5 +1,5 @@
 import { CloseCodes, CloseReasons, decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
-import { Context, Effect, Either, FiberId, Layer, Runtime } from "effect"
+import { Cause, Context, Effect, Either, FiberId, Layer, Runtime } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
@@ -55,7 +55,16 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
 
       const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
         Effect.async<WebSocket>((resume) => {
-          wss.handleUpgrade(req, socket, head, (ws) => resume(Effect.succeed(ws)))
+          // ws never calls back when it refuses the handshake (it answers 400 and destroys the
+          // socket), nor when the socket is already gone: end with the socket, then.
+          const onClose = () => resume(Effect.interrupt)
+          socket.once("close", onClose)
+          if (socket.destroyed) return resume(Effect.interrupt)
+          wss.handleUpgrade(req, socket, head, (ws) => {
+            socket.off("close", onClose)
+            resume(Effect.succeed(ws))
+          })
+          return Effect.sync(() => socket.off("close", onClose))
         }).pipe(Effect.flatMap(Transport.fromWebSocket))
 
       const json = (res: http.ServerResponse, status: number, body: unknown, close = false) =>
@@ -132,6 +141,10 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
             }),
             body
           })
+          if (response.status < 200) {
+            // An interim status is not an answer: the client would wait for one that never comes.
+            return yield* json(res, 502, { error: "bad_response", message: `the host answered with status ${response.status}` })
+          }
           yield* Effect.try(() => {
             const noBody = req.method === "HEAD" || response.status === 204 || response.status === 304
             res.writeHead(response.status, {
@@ -261,8 +274,18 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       }
 
       const server = http.createServer()
+      /** Anything unexpected (a defect) still answers the client, and is logged. */
+      const guardRequest = (res: http.ServerResponse) =>
+        Effect.catchAllCause((cause: Cause.Cause<never>) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Effect.logError("request.defect", cause).pipe(
+              Effect.zipRight(json(res, 500, { error: "internal", message: "internal error" }))
+            )
+        )
+
       server.on("request", (req, res) => {
-        const fiber = run(handleRequest(req, res))
+        const fiber = run(handleRequest(req, res).pipe(guardRequest(res)))
         res.on("close", () => {
           if (!res.writableFinished) fiber.unsafeInterruptAsFork(FiberId.none)
         })
@@ -270,7 +293,13 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       server.on("upgrade", (req, socket, head) => {
         // A client that resets TCP during the upgrade must not take the process down.
         socket.on("error", () => {})
-        run(handleUpgrade(req, socket, head))
+        run(handleUpgrade(req, socket, head).pipe(
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.void
+              : Effect.logError("upgrade.defect", cause).pipe(Effect.zipRight(Effect.sync(() => socket.destroy())))
+          )
+        ))
       })
       server.on("clientError", (_error, socket) => {
         if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n")

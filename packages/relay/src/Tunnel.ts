@@ -59,6 +59,8 @@ export interface Tunnel {
   readonly ended: Effect.Effect<CloseInfo>
   /** Whether the tunnel has ended (its transport closed or it timed out). */
   readonly hasEnded: Effect.Effect<boolean>
+  /** One ping period (for a registry that pings all its tunnels): false once the tunnel timed out. */
+  readonly pingTick: Effect.Effect<boolean>
   /** Decides the close code the finalizer will use (for example 1000 when replaced). */
   readonly closeWith: (code: number, reason: string) => Effect.Effect<void>
   readonly pendingCount: () => number
@@ -85,14 +87,22 @@ export interface TunnelHooks {
 
 const noHooks: TunnelHooks = { onDrainNotified: Effect.void, onPong: Effect.void }
 
+export interface TunnelOptions {
+  readonly hooks?: TunnelHooks
+  /** Fork a ping fiber for this tunnel (default). A registry pings all its tunnels from one fiber instead. */
+  readonly ownPinger?: boolean
+  readonly tunnelId?: string
+}
+
 export const make = (
   hostId: HostId,
   conn: Conn,
-  hooks: TunnelHooks = noHooks
+  options: TunnelOptions = {}
 ): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
   Effect.gen(function*() {
     const config = yield* RelayConfig
-    const tunnelId = randomUUID()
+    const hooks = options.hooks ?? noHooks
+    const tunnelId = options.tunnelId ?? randomUUID()
     const connectedAt = Date.now()
     const pending = new Map<string, Deferred.Deferred<ForwardResponse, TunnelClosed>>()
     const channels = new Map<string, Conn>()
@@ -140,25 +150,32 @@ export const make = (
     })
 
     yield* conn.messages.pipe(
-      Stream.runForEach(onFrame),
+      // A bug in handling one frame is logged; it must not silently stop the tunnel's reader.
+      Stream.runForEach((frame) => onFrame(frame).pipe(Effect.catchAllDefect((d) => Effect.logError("tunnel.frame_defect", d)))),
       Effect.zipRight(conn.closed),
       Effect.flatMap((info) => Deferred.succeed(ended, info)),
       Effect.forkScoped
     )
 
-    const pinger = Effect.gen(function*() {
-      while (true) {
-        yield* Effect.sleep(config.pingIntervalMs)
-        if (missedPongs >= config.pingMaxMissed) {
-          yield* Effect.logWarning("tunnel.ping_timeout").pipe(Effect.annotateLogs({ missedPongs }))
-          yield* closeWith(CloseCodes.PingTimeout, CloseReasons.PingTimeout)
-          return yield* Deferred.succeed(ended, { code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout })
-        }
-        missedPongs++
-        yield* Effect.ignore(send(conn, new Ping({ ts: Date.now() }, true)))
+    /** One ping period: close 1001 after too many missed pongs, else ping. False once timed out. */
+    const pingTick = Effect.suspend(() => {
+      if (missedPongs >= config.pingMaxMissed) {
+        return Effect.logWarning("tunnel.ping_timeout").pipe(
+          Effect.annotateLogs({ missedPongs, hostId, tunnelId }),
+          Effect.zipRight(closeWith(CloseCodes.PingTimeout, CloseReasons.PingTimeout)),
+          Effect.zipRight(Deferred.succeed(ended, { code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout })),
+          Effect.as(false)
+        )
       }
+      missedPongs++
+      return Effect.as(Effect.ignore(send(conn, new Ping({ ts: Date.now() }, true))), true)
     })
-    yield* Effect.forkScoped(pinger)
+    // A registry with many tunnels pings them all from one fiber; a tunnel on its own pings itself.
+    if (options.ownPinger ?? true) {
+      yield* Effect.forkScoped(
+        Effect.sleep(config.pingIntervalMs).pipe(Effect.zipRight(pingTick), Effect.repeat({ while: (alive) => alive }))
+      )
+    }
 
     const channelFibers = yield* FiberSet.make<void>()
 
@@ -174,17 +191,19 @@ export const make = (
             Effect.orElseSucceed(() => false)
           )
           if (notified) yield* hooks.onDrainNotified
-          // Done early when the host closes or has answered everything in flight.
-          const settled = yield* Deferred.make<void>()
-          onSettled = () => {
-            if (pending.size === 0) Deferred.unsafeDone(settled, Exit.void)
+          // Done early when the host closes or has answered everything in flight (an idle
+          // tunnel does not wait at all).
+          if (pending.size > 0) {
+            const settled = yield* Deferred.make<void>()
+            onSettled = () => {
+              if (pending.size === 0) Deferred.unsafeDone(settled, Exit.void)
+            }
+            yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(
+              Effect.interruptible,
+              Effect.timeout(config.drainFlushMs),
+              Effect.ignore
+            )
           }
-          onSettled()
-          yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(
-            Effect.interruptible,
-            Effect.timeout(config.drainFlushMs),
-            Effect.ignore
-          )
         }
         for (const waiting of pending.values()) yield* Deferred.fail(waiting, new TunnelClosed({ hostId }))
         pending.clear()
@@ -263,6 +282,7 @@ export const make = (
       ended: Deferred.await(ended),
       hasEnded: Deferred.isDone(ended),
       closeWith,
+      pingTick,
       pendingCount: () => pending.size,
       channelCount: () => channels.size
     } satisfies Tunnel

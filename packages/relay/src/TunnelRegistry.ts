@@ -6,6 +6,7 @@ import type { DirectoryUnavailable } from "./Errors.js"
 import { RelayAddress } from "./RelayAddress.js"
 import { RelayConfig } from "./RelayConfig.js"
 import * as Tunnel from "./Tunnel.js"
+import { randomUUID } from "node:crypto"
 
 /** What closing every tunnel at once did, for the drain's log events. */
 export interface CloseAllReport {
@@ -100,7 +101,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       /** Refreshes (or restores) a live tunnel's entry; remembers failures for the next sweep. */
       const refresh = (tunnel: Tunnel.Tunnel) =>
         Effect.gen(function*() {
-          if (draining.isDraining() || local.get(tunnel.hostId) !== tunnel) return
+          if (draining.isDraining() || local.get(tunnel.hostId) !== tunnel || (yield* tunnel.hasEnded)) return
           const { internalUrl } = yield* address.get
           const result = yield* directory.heartbeat(entryOf(tunnel, internalUrl)).pipe(
             Effect.tapError(() => Effect.sync(() => dirty.add(tunnel.hostId))),
@@ -119,7 +120,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(2))))
         )
 
-      const life = (hostId: HostId, conn: Transport.Transport) =>
+      const life = (hostId: HostId, conn: Transport.Transport, tunnelId = randomUUID()) =>
         Effect.scoped(
           Effect.gen(function*() {
             // Finalizers run in reverse: the tunnel leaves the local map only after its own finalizer
@@ -140,9 +141,8 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
               }),
               onPong: Effect.suspend(() => (tunnel ? refresh(tunnel) : Effect.void))
             }
-            const current = yield* Tunnel.make(hostId, conn, hooks)
+            const current = yield* Tunnel.make(hostId, conn, { hooks, ownPinger: false, tunnelId })
             tunnel = current
-            yield* Effect.annotateLogsScoped({ tunnelId: current.tunnelId })
             local.set(hostId, current)
             const { internalUrl } = yield* address.get
             const entry = entryOf(current, internalUrl)
@@ -169,7 +169,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
             const end = yield* current.ended
             yield* Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))
           })
-        ).pipe(Effect.provideService(RelayConfig, config), Effect.annotateLogs({ hostId }))
+        ).pipe(Effect.provideService(RelayConfig, config), Effect.annotateLogs({ hostId, tunnelId }))
 
       const register = (hostId: HostId, conn: Transport.Transport) =>
         Effect.gen(function*() {
@@ -188,6 +188,15 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           }
           yield* FiberMap.run(fibers, hostId, life(hostId, conn))
         })
+
+      // One fiber pings every tunnel each period (instead of a fiber and a timer per tunnel).
+      yield* Effect.gen(function*() {
+        for (const tunnel of [...local.values()]) yield* tunnel.pingTick
+      }).pipe(
+        Effect.repeat(Schedule.spaced(config.pingIntervalMs)),
+        Effect.delay(config.pingIntervalMs),
+        Effect.forkScoped
+      )
 
       // When the store comes back after being unreachable (it may have lost everything), every
       // live tunnel's entry is refreshed at once, not on the next sweep or pong.

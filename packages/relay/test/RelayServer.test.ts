@@ -212,5 +212,43 @@ describe("relay HTTP surface", () => {
       expect(res.headers.get("x-secret")).toBeNull()
       expect(yield* Effect.promise(() => res.text())).toBe("hi")
     }))
-})
 
+  it.scopedLive("an interim (1xx) status from the host is a 502, not a hang", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* fakeHost(relay.ws, hostId, t, (req) => new HttpResponse({ id: req.id, status: 103, headers: {} }))
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      const res = yield* get(`${relay.http}/hosts/${hostId}/`, t)
+      expect(res.status).toBe(502)
+      expect((yield* Effect.promise(() => res.json())).error).toBe("bad_response")
+    }))
+
+  it.scopedLive("a host closing a channel with a long multibyte reason does not stop the tunnel", () =>
+    Effect.gen(function*() {
+      const { host, relay, token: t } = yield* withHost()
+      const client = yield* openSocket(`${relay.ws}/hosts/${hostId}/ws`, { authorization: `Bearer ${t}` })
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => host.messages().find((m) => m._tag === "ws:open")), (m) => m !== undefined))
+      const open = host.messages().find((m) => m._tag === "ws:open")!
+      host.sendRaw(JSON.stringify({ type: "ws:close", id: (open as { id: string }).id, code: 4000, reason: "é".repeat(100) }))
+      const closed = yield* Effect.promise(() => client.closed)
+      expect(closed.code).toBe(4000)
+      expect(Buffer.byteLength(closed.reason)).toBeLessThanOrEqual(123)
+      expect((yield* get(`${relay.http}/hosts/${hostId}/after`, t)).status).toBe(200)
+    }))
+
+  it.scopedLive("an upgrade that ws refuses (no key) is answered and leaves the relay serving", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const reply = yield* Effect.async<string>((resume) => {
+        const socket = net.connect(relay.port, "127.0.0.1", () =>
+          socket.write(`GET /tunnel?hostId=${hostId} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`))
+        let data = ""
+        socket.on("data", (d) => (data += d.toString()))
+        socket.on("close", () => resume(Effect.succeed(data)))
+        socket.on("error", () => {})
+      })
+      expect(reply).toMatch(/^HTTP\/1.1 400/)
+      expect((yield* get(`${relay.http}/health`)).status).toBe(200)
+    }))
+})

@@ -137,6 +137,8 @@ export const client = (url: Redacted.Redacted<string>) =>
         enableOfflineQueue: false,
         maxRetriesPerRequest: 1,
         connectTimeout: 2_000,
+        // A stalled Redis still looks connected: no command may wait longer than this.
+        commandTimeout: 1_000,
         retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000)
       })
       defineScripts(redis)
@@ -194,11 +196,8 @@ export const make = (options: RedisDirectoryOptions) =>
           Effect.map((found) => {
             if (found === null) return Option.none()
             const [entryOwner, json] = found
-            return Option.some<DirectoryEntry>({
-              hostId: hostId as HostId,
-              owner: entryOwner,
-              ...Option.getOrElse(decodeMeta(json), () => ({ tunnelId: "", connectedAt: 0, internalUrl: "" }))
-            })
+            // An entry whose meta cannot be read cannot be routed to: as good as absent.
+            return Option.map(decodeMeta(json), (meta): DirectoryEntry => ({ hostId: hostId as HostId, owner: entryOwner, ...meta }))
           })
         ),
       clearOwn: (ownerId) => call("clear_own", () => redis.relayClearOwn(owner, meta, ttl, ownerId)),

@@ -69,8 +69,7 @@ const program = Effect.gen(function*() {
       REDIS_KEY_PREFIX: prefix,
       RELAY_PEER_SECRET: "bench-peer-secret",
       REGION: "bench",
-      MACHINE_ID: "r1",
-      LOG_LEVEL: "warning"
+      MACHINE_ID: "r1"
     }
   })
   const redis = new Redis(redisUrl)
@@ -102,8 +101,15 @@ const program = Effect.gen(function*() {
   relay.signal("SIGINT")
   const exit = yield* Effect.promise(() => relay.exited)
   const exitAt = Date.now()
-  for (const w of workers) w.askReport()
-  const reports = (yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor("report", 30_000))))) as unknown as Array<WorkerReport>
+  // A worker reports by itself once every tunnel it holds has closed; past 15 s, ask for what it has.
+  const reports = (yield* Effect.promise(() =>
+    Promise.all(workers.map((w) =>
+      w.waitFor("report", 15_000).catch(() => {
+        w.askReport()
+        return w.waitFor("report", 10_000)
+      })
+    ))
+  )) as unknown as Array<WorkerReport>
   const owned = yield* Effect.promise(() => redis.hgetall(`${prefix}tunnel-owner`))
   const leftoverEntries = Object.values(owned).filter((o) => o === owner).length
 

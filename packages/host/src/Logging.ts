@@ -1,12 +1,13 @@
 import { Config, Logger, LogLevel } from "effect"
 import type { Layer } from "effect"
+import { logLevelConfig } from "@effect-relay/protocol"
 
 /** How the CLI logs: JSON lines (default) or a pretty format for people. */
 export type LogFormat = "json" | "pretty"
 
 export const LoggingEnv = {
   format: Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault<LogFormat>("json")),
-  level: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+  level: logLevelConfig().pipe(Config.withDefault(LogLevel.Info))
 } as const
 
 /** Replaces the default logger with the chosen format. */

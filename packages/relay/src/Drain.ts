@@ -1,4 +1,4 @@
-import { Context, Effect, Fiber, Layer, Runtime } from "effect"
+import { Context, Effect, Layer, Runtime } from "effect"
 import { Directory, ownerId } from "./Directory.js"
 import { Draining } from "./Draining.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -9,8 +9,10 @@ export interface DrainOptions {
   /**
    * What to do when the drain overruns `drainDeadlineMs`, after logging what was
    * still open. The CLI exits 1; an embedding program may choose otherwise.
+   * It runs from a plain timer, not a fiber: a runtime busy closing thousands of
+   * tunnels cannot delay it.
    */
-  readonly onDeadline?: Effect.Effect<void>
+  readonly onDeadline?: () => void
   /**
    * Exit at once, with a log line, on a second SIGINT/SIGTERM during the drain.
    * Only for a process that owns its signals (the CLI).
@@ -54,8 +56,8 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
         }
 
         const deadline = (start: number) =>
-          Effect.sleep(config.drainDeadlineMs).pipe(
-            Effect.zipRight(Effect.suspend(() =>
+          setTimeout(() => {
+            Runtime.runSync(runtime)(
               Effect.logError("drain.deadline_exceeded").pipe(
                 Effect.annotateLogs({
                   ms: Date.now() - start,
@@ -64,18 +66,16 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
                   hostIds: registry.hostIds().slice(0, 100)
                 })
               )
-            )),
-            Effect.zipRight(options.onDeadline ?? Effect.void),
-            // Forked from a finalizer, it would inherit uninterruptibility and outlive a drain that finished.
-            Effect.interruptible
-          )
+            )
+            options.onDeadline?.()
+          }, config.drainDeadlineMs)
 
         const run = Effect.gen(function*() {
           if (!(yield* draining.begin)) return
           const start = Date.now()
           const since = () => Date.now() - start
           yield* Effect.logInfo("drain.start").pipe(Effect.annotateLogs({ tunnels: registry.size() }))
-          const timer = yield* Effect.forkDaemon(deadline(start))
+          const timer = deadline(start)
           if (options.exitOnSecondSignal) {
             process.once("SIGINT", secondSignal("SIGINT"))
             process.once("SIGTERM", secondSignal("SIGTERM"))
@@ -99,7 +99,7 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
           yield* Effect.logInfo("drain.directory_cleared").pipe(
             Effect.annotateLogs({ entries, ms: since(), clearMs: Date.now() - clearStart })
           )
-          yield* Fiber.interrupt(timer)
+          clearTimeout(timer)
           yield* Effect.logInfo("drain.done").pipe(Effect.annotateLogs({ ms: since() }))
         })
 

@@ -1,10 +1,11 @@
+import { logLevelConfig as levelConfig } from "@effect-relay/protocol"
 import { Config, Effect, Layer, Logger, LogLevel, Option } from "effect"
 
 export type LogFormat = "json" | "pretty"
 
 export const logFormatConfig = Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const))
 /** LOG_LEVEL, when set; otherwise the CLI's own `--log-level` (or Info) applies. */
-export const logLevelConfig = Config.option(Config.logLevel("LOG_LEVEL"))
+export const logLevelConfig = Config.option(levelConfig())
 
 /**
  * JSON lines by default (one event per line, annotations as fields); `pretty`

@@ -70,7 +70,7 @@ const serve = Command.make("serve", serveOptions, (o) =>
   Effect.gen(function*() {
     const auth = yield* resolveAuth(o)
     yield* Layer.launch(
-      relayLayer({ onDeadline: Effect.sync(() => process.exit(1)), exitOnSecondSignal: true }).pipe(
+      relayLayer({ onDeadline: () => process.exit(1), exitOnSecondSignal: true }).pipe(
         Layer.provideMerge(directoryLayer),
         Layer.provide(RelayConfig.layer({
           port: o.port,

@@ -119,7 +119,11 @@ export const startRelayProcess = (options: { readonly env?: Record<string, strin
   Effect.acquireRelease(
     Effect.promise(async () => {
       const proc = spawnLogging(relayBin, ["serve", "--port", String(options.port ?? 0), "--bind", "127.0.0.1", ...(options.args ?? [])], options.env ?? {})
-      const listening = await proc.waitForLog("relay.listening", 20_000)
+      const listening = await proc.waitForLog("relay.listening", 20_000).catch((e) => {
+        // Never leave a relay behind that did not come up.
+        proc.child.kill("SIGKILL")
+        throw e
+      })
       const port = Number(listening.annotations.port)
       return { ...proc, port, http: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}` } satisfies RelayProcess
     }),

@@ -251,4 +251,21 @@ describe("relay HTTP surface", () => {
       expect(reply).toMatch(/^HTTP\/1.1 400/)
       expect((yield* get(`${relay.http}/health`)).status).toBe(200)
     }))
+
+  it.scopedLive("a directory entry naming this relay without a local tunnel is stale: 503 host_offline, and it is deleted", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* relay.directory.register({
+        hostId: "acme:ghost" as never,
+        owner: "test:m1",
+        tunnelId: "gone",
+        connectedAt: 0,
+        internalUrl: relay.http
+      })
+      const res = yield* get(`${relay.http}/hosts/acme:ghost/x`, t)
+      expect(res.status).toBe(503)
+      expect((yield* Effect.promise(() => res.json())).error).toBe("host_offline")
+      expect(Option.isNone(yield* relay.directory.lookup("acme:ghost" as never))).toBe(true)
+    }))
 })

@@ -18,7 +18,8 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
   readonly verify: (token: string | undefined) => Effect.Effect<Grant, Unauthorized>
   readonly authorize: (token: string | undefined, hostId: HostId) => Effect.Effect<Grant, Unauthorized | Forbidden>
 }>() {
-  static make = (settings: AuthSettings) =>
+  /** `now` is the clock for expiry checks (the cache's and the token's): tests pass their own. */
+  static make = (settings: AuthSettings, now: () => number = Date.now) =>
     Effect.sync(() => {
       const key = settings.key._tag === "Secret"
         ? new TextEncoder().encode(Redacted.value(settings.key.secret))
@@ -28,16 +29,33 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
         ...Option.match(settings.issuer, { onNone: () => ({}), onSome: (issuer) => ({ issuer }) }),
         ...Option.match(settings.audience, { onNone: () => ({}), onSome: (audience) => ({ audience }) })
       }
-      const verify = (token: string | undefined) =>
-        token === undefined || token === ""
-          ? Effect.fail(new Unauthorized({ reason: "missing token" }))
-          : Effect.tryPromise({
-            try: () =>
-              typeof key === "function"
-                ? jose.jwtVerify(token, key, options)
-                : jose.jwtVerify(token, key, options),
-            catch: (e) => new Unauthorized({ reason: describe(e) })
-          }).pipe(Effect.map(({ payload }) => grantOf(payload)))
+      // A client sends the same token with every request: a verified token's grant is kept until
+      // the token expires (bounded; the oldest entries go first), so only new tokens cost a verify.
+      const verified = new Map<string, { readonly grant: Grant; readonly expiresAt: number }>()
+      const remember = (token: string, grant: Grant, exp: number | undefined) => {
+        if (exp === undefined) return
+        if (verified.size >= 10_000) verified.delete(verified.keys().next().value!)
+        verified.set(token, { grant, expiresAt: exp * 1000 })
+      }
+      const verify = (token: string | undefined): Effect.Effect<Grant, Unauthorized> => {
+        if (token === undefined || token === "") return Effect.fail(new Unauthorized({ reason: "missing token" }))
+        const known = verified.get(token)
+        if (known !== undefined) {
+          if (now() < known.expiresAt) return Effect.succeed(known.grant)
+          verified.delete(token)
+        }
+        return Effect.tryPromise({
+          try: () =>
+            typeof key === "function"
+              ? jose.jwtVerify(token, key, { ...options, currentDate: new Date(now()) })
+              : jose.jwtVerify(token, key, { ...options, currentDate: new Date(now()) }),
+          catch: (e) => new Unauthorized({ reason: describe(e) })
+        }).pipe(Effect.map(({ payload }) => {
+          const grant = grantOf(payload)
+          remember(token, grant, payload.exp)
+          return grant
+        }))
+      }
       const authorize = (token: string | undefined, hostId: HostId) =>
         Effect.flatMap(verify(token), (grant) => {
           const org = orgOf(hostId)

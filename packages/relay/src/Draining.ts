@@ -1,3 +1,4 @@
+import { CloseCodes, CloseReasons, type Transport } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
 
 /**
@@ -22,3 +23,10 @@ export class Draining extends Context.Tag("effect-relay/Draining")<Draining, {
     })
   })
 }
+
+/** How a tunnel registration is refused while draining: a log line, then close 4001 "draining". */
+export const refuseWhileDraining = (conn: Transport.Transport, hostId: string) =>
+  Effect.logInfo("tunnel.refused").pipe(
+    Effect.annotateLogs({ hostId, code: CloseCodes.Drain, reason: CloseReasons.Draining }),
+    Effect.zipRight(conn.close(CloseCodes.Drain, CloseReasons.Draining))
+  )

@@ -135,14 +135,21 @@ export const internalUrlFor = (configured: Option.Option<string>, port: number):
     return ip.includes(":") ? `http://[${ip}]:${port}` : `http://${ip}:${port}`
   })
 
-/** Auth from the environment: a JWKS URL wins over a secret; none means dev mode (decided by `serve`). */
-export const authFromEnv = Effect.gen(function*() {
-  const jwksUrl = yield* settings.jwksUrl
-  const secret = yield* settings.authSecret
-  const issuer = yield* settings.issuer
-  const audience = yield* settings.audience
-  const key: Option.Option<AuthSettings["key"]> = Option.isSome(jwksUrl)
-    ? Option.some({ _tag: "Jwks", url: jwksUrl.value })
-    : Option.map(secret, (secret) => ({ _tag: "Secret", secret }))
-  return Option.map(key, (key): AuthSettings => ({ key, issuer, audience }))
-})
+/** Which auth applies: a JWKS URL wins over a secret; neither means dev mode (decided by `serve`). */
+export const authSettingsOf = (given: {
+  readonly jwksUrl: Option.Option<string>
+  readonly secret: Option.Option<Redacted.Redacted<string>>
+  readonly issuer: Option.Option<string>
+  readonly audience: Option.Option<string>
+}): Option.Option<AuthSettings> => {
+  const key: Option.Option<AuthSettings["key"]> = Option.isSome(given.jwksUrl)
+    ? Option.some({ _tag: "Jwks", url: given.jwksUrl.value })
+    : Option.map(given.secret, (secret) => ({ _tag: "Secret", secret }))
+  return Option.map(key, (key): AuthSettings => ({ key, issuer: given.issuer, audience: given.audience }))
+}
+
+/** Auth from the environment (see `authSettingsOf`). */
+export const authFromEnv = Effect.map(
+  Config.all({ jwksUrl: settings.jwksUrl, secret: settings.authSecret, issuer: settings.issuer, audience: settings.audience }),
+  authSettingsOf
+)

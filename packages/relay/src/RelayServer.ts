@@ -1,4 +1,4 @@
-import { CloseCodes, CloseReasons, decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
+import { decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
 import { Cause, Context, Effect, Either, FiberId, Layer, Runtime } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
@@ -10,7 +10,7 @@ import { requestHeadersForHost, responseHeadersForClient } from "./Headers.js"
 import { bearerToken, parseHostRoute, takeToken } from "./HostRoute.js"
 import { RelayAddress } from "./RelayAddress.js"
 import { Directory } from "./Directory.js"
-import { Draining } from "./Draining.js"
+import { Draining, refuseWhileDraining } from "./Draining.js"
 import { internalUrlFor, RelayConfig } from "./RelayConfig.js"
 import { PeerHeaders, PeerProxy, splice } from "./PeerProxy.js"
 import { type Route, Router } from "./Router.js"
@@ -209,12 +209,8 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
               Effect.zipRight(conn.close(code, reason))
             )
           }
-          if (draining.isDraining()) {
-            yield* Effect.logInfo("tunnel.refused").pipe(
-              Effect.annotateLogs({ hostId: rawHostId, code: CloseCodes.Drain, reason: CloseReasons.Draining })
-            )
-            return yield* conn.close(CloseCodes.Drain, CloseReasons.Draining)
-          }
+          // Checked before auth (no work for a relay that is leaving) and again by the registry after it.
+          if (draining.isDraining()) return yield* refuseWhileDraining(conn, rawHostId)
           const hostId = decodeHostId(rawHostId)
           if (Either.isLeft(hostId)) return yield* refuse(new BadHostId({ input: rawHostId }))
           yield* auth.authorize(token, hostId.right).pipe(

@@ -1,7 +1,7 @@
 import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-relay/protocol"
 import { Context, Deferred, Effect, Fiber, FiberMap, Layer, Option, Schedule } from "effect"
 import { Directory, type DirectoryEntry, ownerId } from "./Directory.js"
-import { Draining } from "./Draining.js"
+import { Draining, refuseWhileDraining } from "./Draining.js"
 import type { DirectoryUnavailable } from "./Errors.js"
 import { RelayAddress } from "./RelayAddress.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -173,12 +173,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
       const register = (hostId: HostId, conn: Transport.Transport) =>
         Effect.gen(function*() {
-          if (draining.isDraining()) {
-            yield* Effect.logInfo("tunnel.refused").pipe(
-              Effect.annotateLogs({ hostId, code: CloseCodes.Drain, reason: CloseReasons.Draining })
-            )
-            return yield* conn.close(CloseCodes.Drain, CloseReasons.Draining)
-          }
+          if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId)
           const previous = local.get(hostId)
           if (previous !== undefined) {
             yield* previous.closeWith(CloseCodes.Normal, CloseReasons.Replaced)

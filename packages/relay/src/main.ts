@@ -5,7 +5,7 @@ import { Config, Console, Duration, Effect, Layer, Option, Redacted } from "effe
 import { assertDevModeAllowed, loadOrCreateDevSecret } from "./DevSecret.js"
 import { logFormatConfig, loggerLayer } from "./Logging.js"
 import { directoryLayer, relayLayer } from "./Relay.js"
-import { RelayConfig, settings, type AuthSettings } from "./RelayConfig.js"
+import { authSettingsOf, RelayConfig, settings, type AuthSettings } from "./RelayConfig.js"
 import { mintToken } from "./Token.js"
 
 const withEnv = <A>(options: Options.Options<A>, config: Config.Config<A>, description: string) =>
@@ -40,16 +40,9 @@ const serveOptions = {
 
 type ServeOptions = Command.Command.ParseConfig<typeof serveOptions>
 
-const authFrom = (o: ServeOptions) => {
-  if (Option.isSome(o.jwksUrl)) {
-    return Option.some<AuthSettings>({ key: { _tag: "Jwks", url: o.jwksUrl.value }, issuer: o.issuer, audience: o.audience })
-  }
-  return Option.map(o.authSecret, (secret): AuthSettings => ({ key: { _tag: "Secret", secret }, issuer: o.issuer, audience: o.audience }))
-}
-
 /** Configured auth, or dev mode: a generated secret on disk, refused where production is evident. */
 const resolveAuth = (o: ServeOptions) =>
-  Option.match(authFrom(o), {
+  Option.match(authSettingsOf({ jwksUrl: o.jwksUrl, secret: o.authSecret, issuer: o.issuer, audience: o.audience }), {
     onSome: Effect.succeed,
     onNone: () =>
       Effect.gen(function*() {

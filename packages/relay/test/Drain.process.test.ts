@@ -1,10 +1,9 @@
 import { CloseCodes } from "@effect-relay/protocol"
 import { reconnectsTotal } from "@effect-relay/host"
-import { fakeHost, messageOf, okResponse, startRelayProcess, startTarget, testSecret, token, type RelayProcess } from "@effect-relay/testkit"
+import { fakeHost, freePort, messageOf, okResponse, partialRequest, startRelayProcess, startTarget, testSecret, token, type RelayProcess } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import { agent, served } from "./processSupport.js"
-import * as net from "node:net"
 
 /**
  * The drain as production runs it: `effect-relay serve` as a child process,
@@ -14,27 +13,16 @@ const env = (extra: Record<string, string> = {}) => ({ RELAY_AUTH_SECRET: testSe
 
 const drainReconnects = Metric.value(Metric.tagged(reconnectsTotal, "reason", "drain")).pipe(Effect.map((s) => s.count))
 
-/** Sends a tunnel upgrade's first half now; `finish` sends the rest and returns the raw reply. */
+/** Sends a tunnel upgrade's first half now; `finish` sends the rest and returns the raw reply (read until close). */
 const halfUpgrade = (port: number, hostId: string, t: string) =>
-  Effect.async<{ finish: Effect.Effect<Buffer> }>((resume) => {
-    const socket = net.connect(port, "127.0.0.1", () => {
-      socket.write(
-        `GET /tunnel?hostId=${hostId} HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer ${t}\r\n` +
-          "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-      )
-      resume(Effect.succeed({
-        finish: Effect.async<Buffer>((done) => {
-          let received = Buffer.alloc(0)
-          socket.on("data", (chunk) => {
-            received = Buffer.concat([received, chunk])
-          })
-          socket.on("close", () => done(Effect.succeed(received)))
-          socket.write("Sec-WebSocket-Version: 13\r\n\r\n")
-        })
-      }))
-    })
-    socket.on("error", () => {})
-  })
+  Effect.map(
+    partialRequest(
+      port,
+      `GET /tunnel?hostId=${hostId} HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer ${t}\r\n` +
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    ),
+    (half) => ({ finish: half.finish("Sec-WebSocket-Version: 13\r\n\r\n", () => false) })
+  )
 
 /**
  * A host that never answers, with one request in flight: its tunnel holds the drain for the
@@ -131,12 +119,7 @@ describe("drain of a relay process on a signal", () => {
 describe("restart in place", () => {
   it.scopedLive("every host is served again through the new process within (restart time + 1 s) of the signal", () =>
     Effect.gen(function*() {
-      const port = yield* Effect.async<number>((resume) => {
-        const probe = net.createServer().listen(0, "127.0.0.1", () => {
-          const { port } = probe.address() as net.AddressInfo
-          probe.close(() => resume(Effect.succeed(port)))
-        })
-      })
+      const port = yield* freePort
       const first = yield* startRelayProcess({ env: env(), port })
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })

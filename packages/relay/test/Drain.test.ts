@@ -1,5 +1,5 @@
 import { CloseCodes, HostToRelayCodec, HttpResponse, type HostId } from "@effect-relay/protocol"
-import { fakeHost, token } from "@effect-relay/testkit"
+import { fakeHost, partialRequest, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import * as http from "node:http"
@@ -148,24 +148,3 @@ describe("drain re-check after async auth", () => {
       expect(registry.size()).toBe(0)
     }))
 })
-
-/** A raw TCP request sent in two parts: the head now, the rest when asked; resolves with what came back. */
-const partialRequest = (port: number, head: string) =>
-  Effect.async<{ finish: (rest: string, complete?: (b: Buffer) => boolean) => Effect.Effect<Buffer> }>((resume) => {
-    const socket = net.connect(port, "127.0.0.1", () => {
-      socket.write(head)
-      resume(Effect.succeed({
-        finish: (rest, complete = (b) => b.indexOf("\r\n\r\n") !== -1) =>
-          Effect.async<Buffer>((done) => {
-            let received = Buffer.alloc(0)
-            socket.on("data", (chunk) => {
-              received = Buffer.concat([received, chunk])
-              if (complete(received)) done(Effect.succeed(received))
-            })
-            socket.on("close", () => done(Effect.succeed(received)))
-            socket.write(rest)
-          })
-      }))
-    })
-    socket.on("error", () => {})
-  })

@@ -58,6 +58,10 @@ export class ConnectError extends Data.TaggedError("ConnectError")<{
 const toBytes = (data: WebSocket.RawData): Uint8Array =>
   Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data
 
+/** The close info, once the connection has ended. */
+const pollClose = (closed: Deferred.Deferred<CloseInfo>): Effect.Effect<Option.Option<CloseInfo>> =>
+  Deferred.poll(closed).pipe(Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome })))
+
 const makeState = Effect.all([Mailbox.make<string | Uint8Array>(), Deferred.make<CloseInfo>()])
 
 /**
@@ -106,9 +110,7 @@ const attach = (
     send,
     close,
     closed: Deferred.await(closed),
-    closeInfo: Deferred.poll(closed).pipe(
-      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
-    ),
+    closeInfo: pollClose(closed),
     bufferedAmount: () => ws.bufferedAmount
   }
 }
@@ -212,9 +214,7 @@ export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect
       ),
     close: (code, reason) => end({ code, reason: reason ?? "" }),
     closed: Deferred.await(closed),
-    closeInfo: Deferred.poll(closed).pipe(
-      Effect.flatMap(Option.match({ onNone: () => Effect.succeedNone, onSome: Effect.asSome }))
-    ),
+    closeInfo: pollClose(closed),
     bufferedAmount: () => 0
   })
   return [side(inA, closedA, inB), side(inB, closedB, inA)] as const

@@ -41,6 +41,9 @@ export const run = (
     const target = yield* TargetHttp
     const requests = yield* FiberSet.make()
 
+    const clock = yield* Effect.clock
+    let lastFrameAt = clock.unsafeCurrentTimeMillis()
+
     const send = (message: HostToRelay): Effect.Effect<void> =>
       conn.send(HostToRelayCodec.encode(message)).pipe(
         Effect.catchAll(() => Effect.logDebug("tunnel.send_after_close").pipe(Effect.annotateLogs({ type: message._tag })))
@@ -66,7 +69,7 @@ export const run = (
     const handle = (message: RelayToHost): Effect.Effect<void> => {
       switch (message._tag) {
         case "ping":
-          return send(new Pong({ ts: message.ts }))
+          return send(new Pong({ ts: message.ts }, true))
         case "http":
           return FiberSet.run(requests, Effect.flatMap(target.forward(message), send)).pipe(Effect.asVoid)
         case "ws:open":
@@ -89,11 +92,25 @@ export const run = (
         ? Effect.fail(new DrainSignal({ source: "close", ...(info.reason ? { reason: info.reason } : {}) }))
         : Effect.fail(new TunnelClosed({ code: info.code, reason: info.reason }))
 
-    return yield* conn.messages.pipe(
-      Stream.timeoutFail(() => new WatchdogTimeout({ silentMs: options.watchdogMs }), Duration.millis(options.watchdogMs)),
-      Stream.runForEach(onFrame),
+    const reader = conn.messages.pipe(
+      Stream.runForEach((frame) => {
+        lastFrameAt = clock.unsafeCurrentTimeMillis()
+        return onFrame(frame)
+      }),
       Effect.zipRight(conn.closed),
-      Effect.flatMap(closedBy),
+      Effect.flatMap(closedBy)
+    )
+
+    // Inbound silence: one sleeping fiber that checks when the last frame came (a timer per
+    // frame would cost more than the frame).
+    const watchdog: Effect.Effect<never, WatchdogTimeout> = Effect.suspend(() => {
+      const silentMs = clock.unsafeCurrentTimeMillis() - lastFrameAt
+      return silentMs >= options.watchdogMs
+        ? Effect.fail(new WatchdogTimeout({ silentMs: options.watchdogMs }))
+        : Effect.zipRight(Effect.sleep(Duration.millis(options.watchdogMs - silentMs)), watchdog)
+    })
+
+    return yield* Effect.raceFirst(reader, watchdog).pipe(
       Effect.tapError((ended) => {
         switch (ended._tag) {
           case "WatchdogTimeout":

@@ -1,5 +1,5 @@
-import { decodeBytes, encodeBytes, type HttpRequest, HttpResponse } from "@effect-relay/protocol"
-import { Context, Duration, Effect, Layer } from "effect"
+import { Deadlines, decodeBytes, encodeBytes, type HttpRequest, HttpResponse } from "@effect-relay/protocol"
+import { Context, Effect, Layer } from "effect"
 import * as http from "node:http"
 import * as https from "node:https"
 import {
@@ -48,6 +48,8 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
     )
     const prefix = target.pathname.replace(/\/+$/, "")
     const max = options.maxBodyBytes
+    // One fiber keeps every request's timeout (instead of a timer race per request).
+    const deadlines = yield* Deadlines.make(options.requestTimeoutMs)
 
     /** One request/response exchange, wrapped once: node:http's callbacks stay in here. */
     const exchange = (request: HttpRequest) =>
@@ -59,9 +61,11 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
         const path = request.path.startsWith("/") ? request.path : `/${request.path}`
 
         let settled = false
+        let cancelTimeout = () => {}
         const settle = (result: Effect.Effect<TargetAnswer, TargetError>) => {
           if (settled) return
           settled = true
+          cancelTimeout()
           resume(result)
         }
 
@@ -117,41 +121,38 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
             }
           })
         })
+        cancelTimeout = deadlines.add(() => {
+          settle(Effect.fail(new TargetTimeout({ timeoutMs: options.requestTimeoutMs })))
+          outgoing.destroy()
+        })
         outgoing.end(body)
         return Effect.sync(() => {
           settled = true
+          cancelTimeout()
           outgoing.destroy()
         })
-      }).pipe(
-        Effect.timeoutFail({
-          duration: Duration.millis(options.requestTimeoutMs),
-          onTimeout: () => new TargetTimeout({ timeoutMs: options.requestTimeoutMs })
-        })
-      )
+      })
 
     const toResponse = (request: HttpRequest, answer: TargetAnswer): Effect.Effect<HttpResponse, TargetResponseFailed> => {
       if (!Number.isInteger(answer.status) || answer.status < 100 || answer.status > 599) {
         return Effect.fail(new TargetResponseFailed({ detail: `status ${answer.status} cannot be forwarded` }))
       }
       const encoded = answer.body.length > 0 ? encodeBytes(answer.body) : {}
+      // Every field is known valid here (the status was checked above): no need to validate again.
       return Effect.succeed(
-        new HttpResponse({ id: request.id, status: answer.status, headers: fromRawHeaders(answer.rawHeaders), ...encoded })
+        new HttpResponse({ id: request.id, status: answer.status, headers: fromRawHeaders(answer.rawHeaders), ...encoded }, true)
       )
     }
 
     const forward = (request: HttpRequest): Effect.Effect<HttpResponse> =>
       exchange(request).pipe(
         Effect.flatMap((answer) => toResponse(request, answer)),
-        Effect.tap((response) =>
-          Effect.logDebug("http.forwarded").pipe(Effect.annotateLogs({ status: response.status }))
-        ),
         Effect.catchAll((error) =>
           Effect.logWarning("http.target_error").pipe(
-            Effect.annotateLogs({ error: error._tag, detail: error.message }),
+            Effect.annotateLogs({ error: error._tag, detail: error.message, requestId: request.id, method: request.method }),
             Effect.as(errorResponse(request.id, error))
           )
-        ),
-        Effect.annotateLogs({ requestId: request.id, method: request.method })
+        )
       )
 
     return { forward }

@@ -13,6 +13,8 @@ export interface Transport {
   readonly messages: Stream.Stream<string | Uint8Array>
   /** Sends one frame; fails with `TransportClosed` once the connection is closing or closed. */
   readonly send: (data: string | Uint8Array) => Effect.Effect<void, TransportClosed>
+  /** `send` for callback code on the hot path: sends now, false once the connection is closing or closed. */
+  readonly unsafeSend: (data: string | Uint8Array) => boolean
   /**
    * Starts the close handshake with this code (1005 closes without a code,
    * 1006 drops the connection without a handshake). Never fails; closing twice is a no-op.
@@ -85,13 +87,17 @@ const attach = (
   ws.on("close", (code, reason) => finish({ code, reason: reason.toString() }))
   if (ws.readyState === WebSocket.CLOSED) finish({ code: 1006, reason: "" })
 
+  const unsafeSend = (data: string | Uint8Array) => {
+    if (ws.readyState !== WebSocket.OPEN) return false
+    try {
+      ws.send(data)
+      return true
+    } catch {
+      return false
+    }
+  }
   const send = (data: string | Uint8Array) =>
-    ws.readyState === WebSocket.OPEN
-      ? Effect.try({
-        try: () => ws.send(data),
-        catch: () => new TransportClosed({})
-      })
-      : Effect.fail(new TransportClosed({}))
+    Effect.suspend(() => unsafeSend(data) ? Effect.void : Effect.fail(new TransportClosed({})))
 
   const close = (code: number, reason?: string) =>
     Effect.sync(() => {
@@ -108,6 +114,7 @@ const attach = (
   return {
     messages: Mailbox.toStream(inbox),
     send,
+    unsafeSend,
     close,
     closed: Deferred.await(closed),
     closeInfo: pollClose(closed),
@@ -198,9 +205,11 @@ export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect
     Effect.all([Mailbox.make<string | Uint8Array>(), Deferred.make<CloseInfo>()])
   const [inA, closedA] = yield* make()
   const [inB, closedB] = yield* make()
+  let ended = false
   const end = (info: CloseInfo) =>
     Effect.gen(function*() {
-      if (yield* Deferred.isDone(closedA)) return
+      if (ended) return
+      ended = true
       yield* Deferred.succeed(closedA, info)
       yield* Deferred.succeed(closedB, info)
       yield* inA.end
@@ -208,10 +217,8 @@ export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect
     })
   const side = (inbox: Mailbox.Mailbox<string | Uint8Array>, closed: Deferred.Deferred<CloseInfo>, peer: Mailbox.Mailbox<string | Uint8Array>): Transport => ({
     messages: Mailbox.toStream(inbox),
-    send: (data) =>
-      Deferred.isDone(closed).pipe(
-        Effect.flatMap((done) => done ? Effect.fail(new TransportClosed({})) : Effect.asVoid(peer.offer(data)))
-      ),
+    send: (data) => Effect.suspend(() => ended ? Effect.fail(new TransportClosed({})) : Effect.asVoid(peer.offer(data))),
+    unsafeSend: (data) => !ended && peer.unsafeOffer(data),
     close: (code, reason) => end({ code, reason: reason ?? "" }),
     closed: Deferred.await(closed),
     closeInfo: pollClose(closed),

@@ -324,12 +324,19 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
   )
 }
 
+const noBody = Buffer.alloc(0)
+
 /** Reads a request body, refusing anything over `limit` bytes before reading it where the length is declared. */
 const readBody = (req: http.IncomingMessage, limit: number) =>
   Effect.async<Buffer, PayloadTooLarge | BadRequest>((resume) => {
     const declared = Number(req.headers["content-length"] ?? "0")
     if (declared > limit) {
       return resume(Effect.fail(new PayloadTooLarge({ limit })))
+    }
+    if (declared === 0 && req.headers["transfer-encoding"] === undefined) {
+      // No body (most GETs): nothing to wait for.
+      req.resume()
+      return resume(Effect.succeed(noBody))
     }
     const chunks: Array<Buffer> = []
     let size = 0

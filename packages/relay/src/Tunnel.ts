@@ -16,6 +16,7 @@ import {
   type Headers,
   type RelayToHost
 } from "@effect-relay/protocol"
+import { Deadlines } from "@effect-relay/protocol"
 import { Deferred, Effect, Exit, FiberSet, Option, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
@@ -69,6 +70,11 @@ export interface Tunnel {
 
 const send = (conn: Conn, message: RelayToHost) => conn.send(RelayToHostCodec.encode(message))
 
+interface Waiting {
+  readonly resume: (result: Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout>) => void
+  cancelTimeout: () => void
+}
+
 /**
  * Opens a tunnel over an accepted transport. Its finalizers fail the pending
  * requests (502), close the client channels, and close the transport: with
@@ -104,7 +110,9 @@ export const make = (
     const hooks = options.hooks ?? noHooks
     const tunnelId = options.tunnelId ?? randomUUID()
     const connectedAt = Date.now()
-    const pending = new Map<string, Deferred.Deferred<ForwardResponse, TunnelClosed>>()
+    /** Requests waiting for their response: how to resume each, and how to cancel its timeout. */
+    const pending = new Map<string, Waiting>()
+    const deadlines = yield* Deadlines.make(config.requestTimeoutMs)
     const channels = new Map<string, Conn>()
     const ended = yield* Deferred.make<CloseInfo>()
     let seq = 0
@@ -128,11 +136,13 @@ export const make = (
           if (waiting === undefined) {
             return Effect.logWarning("tunnel.unknown_response").pipe(Effect.annotateLogs({ requestId: message.id }))
           }
-          return Deferred.succeed(waiting, {
-            status: message.status,
-            headers: message.headers,
-            body: decodeBytes(message.body, message.bodyEncoding)
-          })
+          return Effect.sync(() =>
+            settle(message.id, waiting, Effect.succeed({
+              status: message.status,
+              headers: message.headers,
+              body: decodeBytes(message.body, message.bodyEncoding)
+            }))
+          )
         }
         case "ws:frame": {
           const client = channels.get(message.id)
@@ -205,8 +215,7 @@ export const make = (
             )
           }
         }
-        for (const waiting of pending.values()) yield* Deferred.fail(waiting, new TunnelClosed({ hostId }))
-        pending.clear()
+        for (const [id, waiting] of pending) settle(id, waiting, Effect.fail(new TunnelClosed({ hostId })))
         const [clientCode, clientReason] = Option.isNone(intent)
           ? [CloseCodes.ServiceRestart, "relay restarting"]
           : [CloseCodes.Internal, "tunnel closed"]
@@ -218,30 +227,40 @@ export const make = (
       })
     )
 
+    /** Ends one waiting request (response, timeout, or the tunnel closing); at most once. */
+    function settle(id: string, waiting: Waiting, result: Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout>) {
+      if (pending.get(id) !== waiting) return
+      pending.delete(id)
+      waiting.cancelTimeout()
+      waiting.resume(result)
+      onSettled()
+    }
+
+    // One async step per request: the frame goes out, and the response frame (or the timeout,
+    // or the tunnel closing) resumes it. No fiber, Deferred or timer race of its own.
     const request = (req: ForwardRequest) =>
-      Effect.suspend((): Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout | TooManyPendingRequests> => {
-        if (closing) return Effect.fail(new TunnelClosed({ hostId }))
+      Effect.async<ForwardResponse, TunnelClosed | RequestTimeout | TooManyPendingRequests>((resume) => {
+        if (closing) return resume(Effect.fail(new TunnelClosed({ hostId })))
         if (pending.size >= config.maxPendingPerTunnel) {
-          return Effect.fail(new TooManyPendingRequests({ hostId, limit: config.maxPendingPerTunnel }))
+          return resume(Effect.fail(new TooManyPendingRequests({ hostId, limit: config.maxPendingPerTunnel })))
         }
         const id = String(++seq)
-        return Deferred.make<ForwardResponse, TunnelClosed>().pipe(
-          Effect.tap((waiting) => Effect.sync(() => pending.set(id, waiting))),
-          Effect.tap(() =>
-            send(conn, new HttpRequest({ id, method: req.method, path: req.path, headers: req.headers, ...(req.body.length > 0 ? encodeBytes(req.body) : {}) }, true)).pipe(
-              Effect.mapError(() => new TunnelClosed({ hostId }))
-            )
-          ),
-          Effect.flatMap(Deferred.await),
-          Effect.timeoutFail({
-            duration: config.requestTimeoutMs,
-            onTimeout: () => new RequestTimeout({ hostId, ms: config.requestTimeoutMs })
-          }),
-          Effect.ensuring(Effect.sync(() => {
-            pending.delete(id)
-            onSettled()
-          }))
+        const frame = RelayToHostCodec.encode(
+          new HttpRequest({ id, method: req.method, path: req.path, headers: req.headers, ...(req.body.length > 0 ? encodeBytes(req.body) : {}) }, true)
         )
+        if (!conn.unsafeSend(frame)) return resume(Effect.fail(new TunnelClosed({ hostId })))
+        const waiting: Waiting = { resume, cancelTimeout: () => {} }
+        pending.set(id, waiting)
+        waiting.cancelTimeout = deadlines.add(() =>
+          settle(id, waiting, Effect.fail(new RequestTimeout({ hostId, ms: config.requestTimeoutMs })))
+        )
+        // The client went away: forget the request (its response, if one comes, is dropped).
+        return Effect.sync(() => {
+          if (pending.get(id) !== waiting) return
+          pending.delete(id)
+          waiting.cancelTimeout()
+          onSettled()
+        })
       })
 
     const openChannel = (client: Conn, open: ChannelOpen) =>

@@ -9,7 +9,7 @@ import {
   RelayToHostCodec,
   type Transport
 } from "@effect-relay/protocol"
-import { Duration, Effect, FiberSet, Stream } from "effect"
+import { Duration, Effect, FiberSet } from "effect"
 import { TunnelClosed, WatchdogTimeout } from "./Errors.js"
 import * as TargetChannels from "./TargetChannels.js"
 import { TargetHttp } from "./TargetHttp.js"
@@ -40,6 +40,9 @@ export const run = (
   Effect.gen(function*() {
     const target = yield* TargetHttp
     const requests = yield* FiberSet.make()
+    // Work started by a frame runs in its own fiber in `requests`, started from the socket's
+    // callback; they all end with the session.
+    const runInSession = yield* FiberSet.runtime(requests)<never>()
 
     const clock = yield* Effect.clock
     let lastFrameAt = clock.unsafeCurrentTimeMillis()
@@ -71,7 +74,7 @@ export const run = (
         case "ping":
           return send(new Pong({ ts: message.ts }, true))
         case "http":
-          return FiberSet.run(requests, Effect.flatMap(target.forward(message), send)).pipe(Effect.asVoid)
+          return Effect.flatMap(target.forward(message), send)
         case "ws:open":
           return channels.open(message)
         case "ws:frame":
@@ -92,14 +95,12 @@ export const run = (
         ? Effect.fail(new DrainSignal({ source: "close", ...(info.reason ? { reason: info.reason } : {}) }))
         : Effect.fail(new TunnelClosed({ code: info.code, reason: info.reason }))
 
-    const reader = conn.messages.pipe(
-      Stream.runForEach((frame) => {
-        lastFrameAt = clock.unsafeCurrentTimeMillis()
-        return onFrame(frame)
-      }),
-      Effect.zipRight(conn.closed),
-      Effect.flatMap(closedBy)
-    )
+    conn.onMessage((frame) => {
+      lastFrameAt = clock.unsafeCurrentTimeMillis()
+      const work = onFrame(frame)
+      if (work !== Effect.void) runInSession(work)
+    })
+    const reader = Effect.flatMap(conn.closed, closedBy)
 
     // Inbound silence: one sleeping fiber that checks when the last frame came (a timer per
     // frame would cost more than the frame).

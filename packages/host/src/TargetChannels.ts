@@ -56,8 +56,8 @@ type End =
 
 const toRelayFrame = (id: string, data: Data): WsFrame =>
   typeof data === "string"
-    ? new WsFrame({ id, data })
-    : new WsFrame({ id, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"), encoding: "base64" })
+    ? new WsFrame({ id, data }, true)
+    : new WsFrame({ id, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"), encoding: "base64" }, true)
 
 const fromRelayFrame = (message: WsFrame): Data =>
   message.encoding === "base64" ? decodeBytes(message.data, "base64") : message.data

@@ -85,7 +85,6 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
   schema: Schema.Schema<A, I>
 ) => {
   const fromObject = Schema.decodeUnknownEither(schema)
-  const toJson = Schema.encodeSync(schema)
   return {
     decode: (text: string): Either.Either<A, FrameError> => {
       let parsed: unknown
@@ -110,8 +109,11 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
           })
       )
     },
+    // Every message's encoded form is its fields as they are (strings, numbers, header records):
+    // a message built by its class is already valid, so encoding is renaming the tag. The codec
+    // tests check this against the schema's own encoder for every message type.
     encode: (message: A): string => {
-      const { _tag, ...rest } = toJson(message) as I & Record<string, unknown>
+      const { _tag, ...rest } = message as A & Record<string, unknown>
       return JSON.stringify({ type: _tag, ...rest })
     }
   }

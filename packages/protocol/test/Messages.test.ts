@@ -1,18 +1,54 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Either } from "effect"
+import { Either, Schema } from "effect"
 import {
   decodeBytes,
   decodeHostId,
+  Drain,
   encodeBytes,
+  HostToRelay,
   HostToRelayCodec,
   HttpRequest,
   HttpResponse,
   orgOf,
+  Ping,
+  Pong,
+  RelayToHost,
   RelayToHostCodec,
-  WsFrame
+  WsClose,
+  WsFrame,
+  WsOpen
 } from "../src/index.js"
 
 describe("wire codecs", () => {
+  it("encoding renames the tag and is what the schema's own encoder gives, for every message type", () => {
+    const relayToHost = [
+      new HttpRequest({ id: "1", method: "POST", path: "/p?q=1", headers: { a: "b", "set-cookie": ["x", "y"] }, body: "AAE=", bodyEncoding: "base64" }),
+      new WsOpen({ id: "c1", path: "/ws", query: "a=1", headers: { origin: "o" } }),
+      new WsFrame({ id: "c1", data: "hi" }),
+      new WsClose({ id: "c1", code: 1000, reason: "bye" }),
+      new Ping({ ts: 42 }),
+      new Drain({ reason: "deploy" }),
+      new Drain({})
+    ]
+    for (const message of relayToHost) {
+      const { _tag, ...fields } = Schema.encodeSync(RelayToHost)(message) as Record<string, unknown>
+      expect(JSON.parse(RelayToHostCodec.encode(message)), message._tag).toEqual({ type: _tag, ...fields })
+      expect(Either.getOrThrow(RelayToHostCodec.decode(RelayToHostCodec.encode(message)))).toEqual(message)
+    }
+    const hostToRelay = [
+      new HttpResponse({ id: "1", status: 204, headers: {} }),
+      new HttpResponse({ id: "2", status: 200, headers: { "content-type": "text/plain" }, body: "ok" }),
+      new WsFrame({ id: "c1", data: "AA==", encoding: "base64" }),
+      new WsClose({ id: "c1" }),
+      new Pong({ ts: 7 })
+    ]
+    for (const message of hostToRelay) {
+      const { _tag, ...fields } = Schema.encodeSync(HostToRelay)(message) as Record<string, unknown>
+      expect(JSON.parse(HostToRelayCodec.encode(message)), message._tag).toEqual({ type: _tag, ...fields })
+      expect(Either.getOrThrow(HostToRelayCodec.decode(HostToRelayCodec.encode(message)))).toEqual(message)
+    }
+  })
+
   it("encodes with `type` on the wire and decodes back", () => {
     const request = new HttpRequest({ id: "1", method: "GET", path: "/a?b=1", headers: { "set-cookie": ["a", "b"] } })
     const text = RelayToHostCodec.encode(request)

@@ -14,6 +14,7 @@ import { Draining, refuseWhileDraining } from "./Draining.js"
 import { internalUrlFor, RelayConfig } from "./RelayConfig.js"
 import { PeerHeaders, PeerProxy, splice } from "./PeerProxy.js"
 import { type Route, Router } from "./Router.js"
+import * as RelayMetrics from "./RelayMetrics.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
 /**
@@ -96,8 +97,8 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       const replayable = (req: http.IncomingMessage) =>
         req.headers["transfer-encoding"] === undefined && Number(req.headers["content-length"] ?? "0") <= 1_000_000
 
-      const routed = (mode: "local" | "proxy" | "fly-replay", hostId: HostId) =>
-        Effect.logDebug("request.routed").pipe(Effect.annotateLogs({ mode, hostId }))
+      // Counted, not logged: a log line per request would cost more than the rest of its routing.
+      const routed = (mode: RelayMetrics.RouteMode, _hostId: HostId) => RelayMetrics.routed(mode)
 
       const forwardRemote = (req: http.IncomingMessage, res: http.ServerResponse, target: Extract<Route, { _tag: "Remote" }>) =>
         Effect.gen(function*() {

@@ -17,7 +17,7 @@ import {
   type RelayToHost
 } from "@effect-relay/protocol"
 import { Deadlines } from "@effect-relay/protocol"
-import { Deferred, Effect, Exit, FiberSet, Option, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, FiberSet, Option, Runtime, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -126,23 +126,25 @@ export const make = (
         if (Option.isNone(intent)) intent = Option.some({ code, reason })
       })
 
+    // What a frame needs done beyond the synchronous part (logs, channel closes, the pong hook);
+    // a response, the hot path, is handled in the socket's callback and returns Effect.void.
     const onFrame = HostToRelayCodec.handler((message): Effect.Effect<void> => {
       switch (message._tag) {
         case "pong":
           missedPongs = 0
-          return Effect.asVoid(Effect.forkDaemon(hooks.onPong))
+          return hooks.onPong
         case "http:response": {
           const waiting = pending.get(message.id)
           if (waiting === undefined) {
-            return Effect.logWarning("tunnel.unknown_response").pipe(Effect.annotateLogs({ requestId: message.id }))
+            // The client went away or the request timed out before the host answered.
+            return Effect.logDebug("tunnel.late_response").pipe(Effect.annotateLogs({ requestId: message.id }))
           }
-          return Effect.sync(() =>
-            settle(message.id, waiting, Effect.succeed({
-              status: message.status,
-              headers: message.headers,
-              body: decodeBytes(message.body, message.bodyEncoding)
-            }))
-          )
+          settle(message.id, waiting, Effect.succeed({
+            status: message.status,
+            headers: message.headers,
+            body: decodeBytes(message.body, message.bodyEncoding)
+          }))
+          return Effect.void
         }
         case "ws:frame": {
           const client = channels.get(message.id)
@@ -159,10 +161,18 @@ export const make = (
       }
     })
 
-    yield* conn.messages.pipe(
-      // A bug in handling one frame is logged; it must not silently stop the tunnel's reader.
-      Stream.runForEach((frame) => onFrame(frame).pipe(Effect.catchAllDefect((d) => Effect.logError("tunnel.frame_defect", d)))),
-      Effect.zipRight(conn.closed),
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    conn.onMessage((frame) => {
+      let rest: Effect.Effect<void>
+      try {
+        rest = onFrame(frame)
+      } catch (defect) {
+        rest = Effect.die(defect)
+      }
+      // A bug in handling one frame is logged; it must not stop the frames after it.
+      if (rest !== Effect.void) runFork(Effect.catchAllDefect(rest, (d) => Effect.logError("tunnel.frame_defect", d)))
+    })
+    yield* conn.closed.pipe(
       Effect.flatMap((info) => Deferred.succeed(ended, info)),
       Effect.forkScoped
     )

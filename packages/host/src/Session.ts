@@ -72,7 +72,7 @@ export const run = (
     const handle = (message: RelayToHost): Effect.Effect<void> => {
       switch (message._tag) {
         case "ping":
-          return send(new Pong({ ts: message.ts }, true))
+          return send(Pong.make({ ts: message.ts }, true))
         case "http":
           return Effect.flatMap(target.forward(message), send)
         case "ws:open":

@@ -56,8 +56,8 @@ type End =
 
 const toRelayFrame = (id: string, data: Data): WsFrame =>
   typeof data === "string"
-    ? new WsFrame({ id, data }, true)
-    : new WsFrame({ id, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"), encoding: "base64" }, true)
+    ? { _tag: "ws:frame", id, data }
+    : { _tag: "ws:frame", id, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64"), encoding: "base64" }
 
 const fromRelayFrame = (message: WsFrame): Data =>
   message.encoding === "base64" ? decodeBytes(message.data, "base64") : message.data
@@ -120,7 +120,7 @@ export const make = (
             Effect.annotateLogs({ detail: error instanceof Error ? error.message : String(error) })
           )
           if (!(yield* Deferred.isDone(channel.stop))) {
-            yield* toRelay(new WsClose({ id, code: TargetUnreachableCode, reason: TargetUnreachableReason }))
+            yield* toRelay(WsClose.make({ id, code: TargetUnreachableCode, reason: TargetUnreachableReason }))
           }
           return
         }
@@ -141,7 +141,7 @@ export const make = (
         if (end._tag === "TargetClosed") {
           yield* forget(id, channel)
           yield* Effect.logDebug("ws.target_closed").pipe(Effect.annotateLogs({ code: end.info.code }))
-          yield* toRelay(new WsClose({ id, code: end.info.code, reason: end.info.reason }))
+          yield* toRelay(WsClose.make({ id, code: end.info.code, reason: end.info.reason }))
           return
         }
         yield* Fiber.interrupt(pumping)
@@ -177,7 +177,7 @@ export const make = (
         yield* Effect.logWarning("ws.queue_full").pipe(
           Effect.annotateLogs({ channelId: message.id, frames: options.queueFrames })
         )
-        yield* toRelay(new WsClose({ id: message.id, code: CloseCodes.TryAgainLater, reason: CloseReasons.QueueFull }))
+        yield* toRelay(WsClose.make({ id: message.id, code: CloseCodes.TryAgainLater, reason: CloseReasons.QueueFull }))
         yield* Deferred.succeed(channel.stop, { code: CloseCodes.TryAgainLater, reason: CloseReasons.QueueFull, flush: false })
       })
 

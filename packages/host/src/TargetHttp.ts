@@ -140,7 +140,7 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
       const encoded = answer.body.length > 0 ? encodeBytes(answer.body) : {}
       // Every field is known valid here (the status was checked above): no need to validate again.
       return Effect.succeed(
-        new HttpResponse({ id: request.id, status: answer.status, headers: fromRawHeaders(answer.rawHeaders), ...encoded }, true)
+        { _tag: "http:response", id: request.id, status: answer.status, headers: fromRawHeaders(answer.rawHeaders), ...encoded } satisfies HttpResponse
       )
     }
 
@@ -161,7 +161,7 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
 /** The response the relay gets when the target could not give one. */
 export const errorResponse = (id: string, error: TargetError): HttpResponse => {
   const { code, status } = targetErrorStatus(error)
-  return new HttpResponse({
+  return HttpResponse.make({
     id,
     status,
     headers: { "content-type": "application/json" },

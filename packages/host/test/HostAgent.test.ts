@@ -103,10 +103,10 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       expect(connected._tag).toBe("Connected")
       expect((yield* Metric.value(tunnelConnected)).value).toBe(1)
 
-      tunnel.socket.send(RelayToHostCodec.encode(new Ping({ ts: 42 })))
+      tunnel.socket.send(RelayToHostCodec.encode(Ping.make({ ts: 42 })))
       expect(yield* nextFrame(tunnel)).toMatchObject({ _tag: "pong", ts: 42 })
 
-      tunnel.socket.send(RelayToHostCodec.encode(new HttpRequest({ id: "q1", method: "GET", path: "/x?y=1", headers: {} })))
+      tunnel.socket.send(RelayToHostCodec.encode(HttpRequest.make({ id: "q1", method: "GET", path: "/x?y=1", headers: {} })))
       const response = yield* nextFrame(tunnel)
       expect(response).toMatchObject({ _tag: "http:response", id: "q1", status: 200, body: "target saw GET /x?y=1" })
 
@@ -130,7 +130,7 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       const { agent } = yield* startAgent(config(relay.url, local.url), logs.layer)
       const first = yield* relay.nextConnection
       yield* agent.awaitConnected
-      first.socket.send(RelayToHostCodec.encode(new Drain({ reason: "deploy" })))
+      first.socket.send(RelayToHostCodec.encode(Drain.make({ reason: "deploy" })))
       yield* Effect.sleep("200 millis")
       expect(first.socket.readyState).toBe(first.socket.OPEN) // the host waits for the relay to close
       const closedAt = Date.now()
@@ -271,7 +271,7 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       const first = yield* relay.nextConnection
       // A frame keeps it alive past the first 400 ms.
       yield* Effect.sleep("250 millis")
-      first.socket.send(RelayToHostCodec.encode(new Ping({ ts: 1 })))
+      first.socket.send(RelayToHostCodec.encode(Ping.make({ ts: 1 })))
       yield* Effect.sleep("250 millis")
       expect(yield* Deferred.isDone(first.closed)).toBe(false)
       expect((yield* Deferred.await(first.closed)).code).toBe(CloseCodes.HostWatchdog)

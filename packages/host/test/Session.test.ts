@@ -21,7 +21,7 @@ const FakeTarget = Layer.succeed(TargetHttp, {
   forward: (request) =>
     Effect.as(
       request.path === "/slow" ? Effect.sleep("10 seconds") : Effect.void,
-      new HttpResponse({ id: request.id, status: 200, headers: { "x-path": request.path }, body: request.path })
+      HttpResponse.make({ id: request.id, status: 200, headers: { "x-path": request.path }, body: request.path })
     )
 })
 
@@ -61,7 +61,7 @@ describe("Session", () => {
   it.effect("answers ping with pong carrying the same ts", () =>
     Effect.gen(function*() {
       const { next, send, session } = yield* start
-      yield* send(new Ping({ ts: 12345 }))
+      yield* send(Ping.make({ ts: 12345 }))
       const pong = yield* next
       expect(pong._tag).toBe("pong")
       expect(pong).toMatchObject({ ts: 12345 })
@@ -84,7 +84,7 @@ describe("Session", () => {
     Effect.gen(function*() {
       const { relay, send, next, session } = yield* start
       yield* TestClock.adjust("60 seconds")
-      yield* send(new Ping({ ts: 1 }))
+      yield* send(Ping.make({ ts: 1 }))
       yield* next
       // 120 s since the session started but only 60 s since the last frame.
       yield* TestClock.adjust("60 seconds")
@@ -113,7 +113,7 @@ describe("Session", () => {
         yield* relay.send(bad)
       }
       yield* relay.send(new Uint8Array([1, 2, 3]))
-      yield* send(new Ping({ ts: 7 }))
+      yield* send(Ping.make({ ts: 7 }))
       expect(yield* next).toMatchObject({ _tag: "pong", ts: 7 })
       expect(Option.isNone(yield* Fiber.poll(session))).toBe(true)
       yield* Fiber.interrupt(session)
@@ -124,7 +124,7 @@ describe("Session", () => {
       const { relay, send, next, session } = yield* start
       yield* relay.send(JSON.stringify({ type: "ws:frame", id: "nope", data: "hi" }))
       yield* relay.send(JSON.stringify({ type: "ws:close", id: "nope", code: 1000 }))
-      yield* send(new Ping({ ts: 8 }))
+      yield* send(Ping.make({ ts: 8 }))
       expect(yield* next).toMatchObject({ _tag: "pong", ts: 8 })
       yield* Fiber.interrupt(session)
     }))
@@ -132,11 +132,11 @@ describe("Session", () => {
   it.effect("after a drain frame, in-flight requests still answer; the relay's 4001 close ends the session with a DrainSignal", () =>
     Effect.gen(function*() {
       const { next, relay, send, session } = yield* startWith({ ...options, drainGraceMs: 20_000 })
-      yield* send(new HttpRequest({ id: "r1", method: "GET", path: "/slow", headers: {} }))
+      yield* send(HttpRequest.make({ id: "r1", method: "GET", path: "/slow", headers: {} }))
       yield* relay.send(JSON.stringify({ type: "drain", reason: "deploy" }))
       yield* TestClock.adjust("1 second")
       expect(session.unsafePoll()).toBeNull() // still open, still serving
-      yield* send(new Ping({ ts: 9 }))
+      yield* send(Ping.make({ ts: 9 }))
       expect(yield* next).toMatchObject({ _tag: "pong", ts: 9 })
       yield* TestClock.adjust("9 seconds")
       expect(yield* next).toMatchObject({ _tag: "http:response", id: "r1", status: 200 })
@@ -180,11 +180,11 @@ describe("Session", () => {
   it.effect("requests run concurrently: a slow one does not hold up a fast one", () =>
     Effect.gen(function*() {
       const { send, next, session } = yield* start
-      yield* send(new HttpRequest({ id: "slow", method: "GET", path: "/slow", headers: {} }))
-      yield* send(new HttpRequest({ id: "fast", method: "GET", path: "/fast", headers: {} }))
+      yield* send(HttpRequest.make({ id: "slow", method: "GET", path: "/slow", headers: {} }))
+      yield* send(HttpRequest.make({ id: "fast", method: "GET", path: "/fast", headers: {} }))
       expect(yield* next).toMatchObject({ _tag: "http:response", id: "fast", status: 200, body: "/fast" })
       // A ping is answered while the slow request is still running.
-      yield* send(new Ping({ ts: 9 }))
+      yield* send(Ping.make({ ts: 9 }))
       expect(yield* next).toMatchObject({ _tag: "pong", ts: 9 })
       yield* TestClock.adjust("10 seconds")
       expect(yield* next).toMatchObject({ _tag: "http:response", id: "slow", status: 200 })

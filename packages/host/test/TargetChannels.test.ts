@@ -62,23 +62,23 @@ describe("WebSocket channels (real ws target)", () => {
     Effect.gen(function*() {
       const { connections, url } = yield* echoServer()
       const { next, send, session } = yield* start(url)
-      yield* send(new WsOpen({ id: "c1", path: "/echo", query: "a=1&b=2", headers: { "x-test": "yes", "sec-websocket-key": "bogus" } }))
-      yield* send(new WsFrame({ id: "c1", data: "hello" }))
+      yield* send(WsOpen.make({ id: "c1", path: "/echo", query: "a=1&b=2", headers: { "x-test": "yes", "sec-websocket-key": "bogus" } }))
+      yield* send(WsFrame.make({ id: "c1", data: "hello" }))
       const bytes = Buffer.from([0, 255, 1, 2, 0xc3, 0x28])
-      yield* send(new WsFrame({ id: "c1", data: bytes.toString("base64"), encoding: "base64" }))
+      yield* send(WsFrame.make({ id: "c1", data: bytes.toString("base64"), encoding: "base64" }))
       // Valid UTF-8 sent as a binary frame stays binary (base64) on the way back.
-      yield* send(new WsFrame({ id: "c1", data: Buffer.from("abc").toString("base64"), encoding: "base64" }))
+      yield* send(WsFrame.make({ id: "c1", data: Buffer.from("abc").toString("base64"), encoding: "base64" }))
 
       const connection = yield* Queue.take(connections)
       expect(connection.request.url).toBe("/echo?a=1&b=2")
       expect(connection.request.headers["x-test"]).toBe("yes")
 
-      expect(yield* next).toEqual(new WsFrame({ id: "c1", data: "hello" }))
-      expect(yield* next).toEqual(new WsFrame({ id: "c1", data: bytes.toString("base64"), encoding: "base64" }))
-      expect(yield* next).toEqual(new WsFrame({ id: "c1", data: Buffer.from("abc").toString("base64"), encoding: "base64" }))
+      expect(yield* next).toEqual(WsFrame.make({ id: "c1", data: "hello" }))
+      expect(yield* next).toEqual(WsFrame.make({ id: "c1", data: bytes.toString("base64"), encoding: "base64" }))
+      expect(yield* next).toEqual(WsFrame.make({ id: "c1", data: Buffer.from("abc").toString("base64"), encoding: "base64" }))
 
       // ws:close from the relay closes the target socket with that code and reason.
-      yield* send(new WsClose({ id: "c1", code: 4000, reason: "bye" }))
+      yield* send(WsClose.make({ id: "c1", code: 4000, reason: "bye" }))
       expect(yield* Deferred.await(connection.closed)).toEqual({ code: 4000, reason: "bye" })
       yield* Fiber.interrupt(session)
     }))
@@ -88,8 +88,8 @@ describe("WebSocket channels (real ws target)", () => {
       // The target takes 200 ms to accept the upgrade.
       const { url } = yield* echoServer({ verifyClient: (_info, done) => setTimeout(() => done(true), 200) })
       const { next, send, session } = yield* start(url)
-      yield* send(new WsOpen({ id: "c2", path: "/" }))
-      for (let i = 0; i < 5; i++) yield* send(new WsFrame({ id: "c2", data: `m${i}` }))
+      yield* send(WsOpen.make({ id: "c2", path: "/" }))
+      for (let i = 0; i < 5; i++) yield* send(WsFrame.make({ id: "c2", data: `m${i}` }))
       const echoed: Array<string> = []
       for (let i = 0; i < 5; i++) {
         const frame = yield* next
@@ -104,9 +104,9 @@ describe("WebSocket channels (real ws target)", () => {
     Effect.gen(function*() {
       const { url } = yield* echoServer()
       const { next, send, session } = yield* start(url)
-      yield* send(new WsOpen({ id: "c3", path: "/" }))
-      yield* send(new WsFrame({ id: "c3", data: "close-me" }))
-      expect(yield* next).toEqual(new WsClose({ id: "c3", code: 4100, reason: "done" }))
+      yield* send(WsOpen.make({ id: "c3", path: "/" }))
+      yield* send(WsFrame.make({ id: "c3", data: "close-me" }))
+      expect(yield* next).toEqual(WsClose.make({ id: "c3", code: 4100, reason: "done" }))
       yield* Fiber.interrupt(session)
     }))
 
@@ -114,13 +114,13 @@ describe("WebSocket channels (real ws target)", () => {
     Effect.gen(function*() {
       const { url } = yield* echoServer({ verifyClient: () => false })
       const { next, send, session } = yield* start(url)
-      yield* send(new WsOpen({ id: "c4", path: "/" }))
-      expect(yield* next).toEqual(new WsClose({ id: "c4", code: 1011, reason: "target unreachable" }))
+      yield* send(WsOpen.make({ id: "c4", path: "/" }))
+      expect(yield* next).toEqual(WsClose.make({ id: "c4", code: 1011, reason: "target unreachable" }))
 
       const port = yield* closedPort
       const down = yield* start(`http://127.0.0.1:${port}`)
-      yield* down.send(new WsOpen({ id: "c5", path: "/" }))
-      expect(yield* down.next).toEqual(new WsClose({ id: "c5", code: 1011, reason: "target unreachable" }))
+      yield* down.send(WsOpen.make({ id: "c5", path: "/" }))
+      expect(yield* down.next).toEqual(WsClose.make({ id: "c5", code: 1011, reason: "target unreachable" }))
       yield* Fiber.interrupt(session)
       yield* Fiber.interrupt(down.session)
     }))
@@ -129,17 +129,17 @@ describe("WebSocket channels (real ws target)", () => {
     Effect.gen(function*() {
       const { connections, url } = yield* echoServer({ verifyClient: (_info, done) => setTimeout(() => done(true), 200) })
       const { next, send, session } = yield* start(url, 4)
-      yield* send(new WsOpen({ id: "c6", path: "/" }))
-      for (let i = 0; i < 6; i++) yield* send(new WsFrame({ id: "c6", data: `m${i}` }))
-      expect(yield* next).toEqual(new WsClose({ id: "c6", code: CloseCodes.TryAgainLater, reason: "Frame queue full" }))
+      yield* send(WsOpen.make({ id: "c6", path: "/" }))
+      for (let i = 0; i < 6; i++) yield* send(WsFrame.make({ id: "c6", data: `m${i}` }))
+      expect(yield* next).toEqual(WsClose.make({ id: "c6", code: CloseCodes.TryAgainLater, reason: "Frame queue full" }))
       // Once the target accepts, the channel closes it with 1013 too.
       const connection = yield* Queue.take(connections)
       expect((yield* Deferred.await(connection.closed)).code).toBe(CloseCodes.TryAgainLater)
       // Later frames for the closed channel are ignored; the session goes on.
-      yield* send(new WsFrame({ id: "c6", data: "late" }))
-      yield* send(new WsOpen({ id: "c7", path: "/" }))
-      yield* send(new WsFrame({ id: "c7", data: "still here" }))
-      expect(yield* next).toEqual(new WsFrame({ id: "c7", data: "still here" }))
+      yield* send(WsFrame.make({ id: "c6", data: "late" }))
+      yield* send(WsOpen.make({ id: "c7", path: "/" }))
+      yield* send(WsFrame.make({ id: "c7", data: "still here" }))
+      expect(yield* next).toEqual(WsFrame.make({ id: "c7", data: "still here" }))
       yield* Fiber.interrupt(session)
     }))
 
@@ -147,8 +147,8 @@ describe("WebSocket channels (real ws target)", () => {
     Effect.gen(function*() {
       const { connections, url } = yield* echoServer()
       const { next, relay, send } = yield* start(url)
-      yield* send(new WsOpen({ id: "c8", path: "/" }))
-      yield* send(new WsFrame({ id: "c8", data: "up" }))
+      yield* send(WsOpen.make({ id: "c8", path: "/" }))
+      yield* send(WsFrame.make({ id: "c8", data: "up" }))
       yield* next
       const connection = yield* Queue.take(connections)
       yield* relay.close(CloseCodes.PingTimeout, "Ping timeout")

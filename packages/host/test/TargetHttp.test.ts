@@ -65,7 +65,7 @@ const forwarder = (targetUrl: string) =>
 
 const forward = (request: HttpRequest) => Effect.flatMap(TargetHttp, (t) => t.forward(request))
 
-const get = (path: string, id = "r1") => new HttpRequest({ id, method: "GET", path, headers: {} })
+const get = (path: string, id = "r1") => HttpRequest.make({ id, method: "GET", path, headers: {} })
 
 const bodyOf = (response: HttpResponse) => decodeBytes(response.body, response.bodyEncoding)
 
@@ -90,7 +90,7 @@ describe("TargetHttp (real node:http target)", () => {
     Effect.gen(function*() {
       const { port, url } = yield* target
       const response = yield* forward(
-        new HttpRequest({
+        HttpRequest.make({
           id: "r2",
           method: "PATCH",
           path: "/inspect?x=1&y=%20z",
@@ -114,7 +114,7 @@ describe("TargetHttp (real node:http target)", () => {
       const { url } = yield* target
       const bytes = randomBytes(MiB)
       const response = yield* forward(
-        new HttpRequest({
+        HttpRequest.make({
           id: "r3",
           method: "POST",
           path: "/echo",
@@ -185,7 +185,7 @@ describe("TargetHttp (real node:http target)", () => {
     Effect.gen(function*() {
       const { url } = yield* target
       const response = yield* forward(
-        new HttpRequest({ id: "r9", method: "GET", path: "/hello", headers: { "bad header": "x" } })
+        HttpRequest.make({ id: "r9", method: "GET", path: "/hello", headers: { "bad header": "x" } })
       ).pipe(Effect.provide(forwarder(url)))
       expect(response.status).toBe(400)
       expect(errorOf(response).error).toBe("invalid_request")

@@ -19,57 +19,65 @@ const Id = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
 
 // relay -> host
 
-export class HttpRequest extends Schema.TaggedClass<HttpRequest>()("http", {
+export const HttpRequest = Schema.TaggedStruct("http", {
   id: Id,
   method: Schema.String,
   path: Schema.String,
   headers: Headers,
   body: Schema.optional(Schema.String),
   bodyEncoding: Schema.optional(Encoding)
-}) {}
+})
+export interface HttpRequest extends Schema.Schema.Type<typeof HttpRequest> {}
 
-export class WsOpen extends Schema.TaggedClass<WsOpen>()("ws:open", {
+export const WsOpen = Schema.TaggedStruct("ws:open", {
   id: Id,
   path: Schema.String,
   query: Schema.optional(Schema.String),
   headers: Schema.optional(Headers)
-}) {}
+})
+export interface WsOpen extends Schema.Schema.Type<typeof WsOpen> {}
 
-export class Ping extends Schema.TaggedClass<Ping>()("ping", {
+export const Ping = Schema.TaggedStruct("ping", {
   ts: Schema.Number
-}) {}
+})
+export interface Ping extends Schema.Schema.Type<typeof Ping> {}
 
-export class Drain extends Schema.TaggedClass<Drain>()("drain", {
+export const Drain = Schema.TaggedStruct("drain", {
   reason: Schema.optional(Schema.String)
-}) {}
+})
+export interface Drain extends Schema.Schema.Type<typeof Drain> {}
 
 // both ways
 
-export class WsFrame extends Schema.TaggedClass<WsFrame>()("ws:frame", {
+export const WsFrame = Schema.TaggedStruct("ws:frame", {
   id: Id,
   data: Schema.String,
   encoding: Schema.optional(Encoding)
-}) {}
+})
+export interface WsFrame extends Schema.Schema.Type<typeof WsFrame> {}
 
-export class WsClose extends Schema.TaggedClass<WsClose>()("ws:close", {
+export const WsClose = Schema.TaggedStruct("ws:close", {
   id: Id,
   code: Schema.optional(Schema.Number),
   reason: Schema.optional(Schema.String)
-}) {}
+})
+export interface WsClose extends Schema.Schema.Type<typeof WsClose> {}
 
 // host -> relay
 
-export class HttpResponse extends Schema.TaggedClass<HttpResponse>()("http:response", {
+export const HttpResponse = Schema.TaggedStruct("http:response", {
   id: Id,
   status: Schema.Number.pipe(Schema.int(), Schema.between(100, 599)),
   headers: Headers,
   body: Schema.optional(Schema.String),
   bodyEncoding: Schema.optional(Encoding)
-}) {}
+})
+export interface HttpResponse extends Schema.Schema.Type<typeof HttpResponse> {}
 
-export class Pong extends Schema.TaggedClass<Pong>()("pong", {
+export const Pong = Schema.TaggedStruct("pong", {
   ts: Schema.Number
-}) {}
+})
+export interface Pong extends Schema.Schema.Type<typeof Pong> {}
 
 export const RelayToHost = Schema.Union(HttpRequest, WsOpen, WsFrame, WsClose, Ping, Drain)
 export type RelayToHost = typeof RelayToHost.Type

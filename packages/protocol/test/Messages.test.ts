@@ -22,13 +22,13 @@ import {
 describe("wire codecs", () => {
   it("encoding renames the tag and is what the schema's own encoder gives, for every message type", () => {
     const relayToHost = [
-      new HttpRequest({ id: "1", method: "POST", path: "/p?q=1", headers: { a: "b", "set-cookie": ["x", "y"] }, body: "AAE=", bodyEncoding: "base64" }),
-      new WsOpen({ id: "c1", path: "/ws", query: "a=1", headers: { origin: "o" } }),
-      new WsFrame({ id: "c1", data: "hi" }),
-      new WsClose({ id: "c1", code: 1000, reason: "bye" }),
-      new Ping({ ts: 42 }),
-      new Drain({ reason: "deploy" }),
-      new Drain({})
+      HttpRequest.make({ id: "1", method: "POST", path: "/p?q=1", headers: { a: "b", "set-cookie": ["x", "y"] }, body: "AAE=", bodyEncoding: "base64" }),
+      WsOpen.make({ id: "c1", path: "/ws", query: "a=1", headers: { origin: "o" } }),
+      WsFrame.make({ id: "c1", data: "hi" }),
+      WsClose.make({ id: "c1", code: 1000, reason: "bye" }),
+      Ping.make({ ts: 42 }),
+      Drain.make({ reason: "deploy" }),
+      Drain.make({})
     ]
     for (const message of relayToHost) {
       const { _tag, ...fields } = Schema.encodeSync(RelayToHost)(message) as Record<string, unknown>
@@ -36,11 +36,11 @@ describe("wire codecs", () => {
       expect(Either.getOrThrow(RelayToHostCodec.decode(RelayToHostCodec.encode(message)))).toEqual(message)
     }
     const hostToRelay = [
-      new HttpResponse({ id: "1", status: 204, headers: {} }),
-      new HttpResponse({ id: "2", status: 200, headers: { "content-type": "text/plain" }, body: "ok" }),
-      new WsFrame({ id: "c1", data: "AA==", encoding: "base64" }),
-      new WsClose({ id: "c1" }),
-      new Pong({ ts: 7 })
+      HttpResponse.make({ id: "1", status: 204, headers: {} }),
+      HttpResponse.make({ id: "2", status: 200, headers: { "content-type": "text/plain" }, body: "ok" }),
+      WsFrame.make({ id: "c1", data: "AA==", encoding: "base64" }),
+      WsClose.make({ id: "c1" }),
+      Pong.make({ ts: 7 })
     ]
     for (const message of hostToRelay) {
       const { _tag, ...fields } = Schema.encodeSync(HostToRelay)(message) as Record<string, unknown>
@@ -50,7 +50,7 @@ describe("wire codecs", () => {
   })
 
   it("encodes with `type` on the wire and decodes back", () => {
-    const request = new HttpRequest({ id: "1", method: "GET", path: "/a?b=1", headers: { "set-cookie": ["a", "b"] } })
+    const request = HttpRequest.make({ id: "1", method: "GET", path: "/a?b=1", headers: { "set-cookie": ["a", "b"] } })
     const text = RelayToHostCodec.encode(request)
     expect(JSON.parse(text)).toEqual({ type: "http", id: "1", method: "GET", path: "/a?b=1", headers: { "set-cookie": ["a", "b"] } })
     expect(Either.getOrThrow(RelayToHostCodec.decode(text))).toEqual(request)
@@ -92,8 +92,8 @@ describe("wire codecs", () => {
 
   it("relay->host and host->relay unions are distinct", () => {
     expect(Either.isLeft(RelayToHostCodec.decode(JSON.stringify({ type: "pong", ts: 1 })))).toBe(true)
-    expect(Either.isRight(HostToRelayCodec.decode(HostToRelayCodec.encode(new WsFrame({ id: "c", data: "x" }))))).toBe(true)
-    expect(() => new HttpResponse({ id: "1", status: 99, headers: {} })).toThrow()
+    expect(Either.isRight(HostToRelayCodec.decode(HostToRelayCodec.encode(WsFrame.make({ id: "c", data: "x" }))))).toBe(true)
+    expect(() => HttpResponse.make({ id: "1", status: 99, headers: {} })).toThrow()
   })
 })
 

@@ -1,6 +1,7 @@
 import {
   CloseCodes,
   CloseReasons,
+  Deadlines,
   decodeBytes,
   Drain,
   encodeBytes,
@@ -16,7 +17,6 @@ import {
   type Headers,
   type RelayToHost
 } from "@effect-relay/protocol"
-import { Deadlines } from "@effect-relay/protocol"
 import { Deferred, Effect, Exit, FiberSet, Option, Runtime, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
@@ -188,7 +188,7 @@ export const make = (
         )
       }
       missedPongs++
-      return Effect.as(Effect.ignore(send(conn, new Ping({ ts: Date.now() }, true))), true)
+      return Effect.as(Effect.ignore(send(conn, Ping.make({ ts: Date.now() }, true))), true)
     })
     // A registry with many tunnels pings them all from one fiber; a tunnel on its own pings itself.
     if (options.ownPinger ?? true) {
@@ -206,7 +206,7 @@ export const make = (
         if (Option.isNone(already) && Option.isNone(intent)) {
           // Closed from outside: this relay is going away. Tell the host in-band, give it the flush
           // window to finish in-flight responses and close by itself, then close 4001.
-          const notified = yield* send(conn, new Drain({ reason: "relay draining" }, true)).pipe(
+          const notified = yield* send(conn, Drain.make({ reason: "relay draining" }, true)).pipe(
             Effect.as(true),
             Effect.orElseSucceed(() => false)
           )
@@ -256,7 +256,7 @@ export const make = (
         }
         const id = String(++seq)
         const frame = RelayToHostCodec.encode(
-          new HttpRequest({ id, method: req.method, path: req.path, headers: req.headers, ...(req.body.length > 0 ? encodeBytes(req.body) : {}) }, true)
+          { _tag: "http", id, method: req.method, path: req.path, headers: req.headers, ...(req.body.length > 0 ? encodeBytes(req.body) : {}) } satisfies HttpRequest
         )
         if (!conn.unsafeSend(frame)) return resume(Effect.fail(new TunnelClosed({ hostId })))
         const waiting: Waiting = { resume, cancelTimeout: () => {} }
@@ -283,18 +283,18 @@ export const make = (
             send(
               conn,
               typeof data === "string"
-                ? new WsFrame({ id, data }, true)
-                : new WsFrame({ id, data: Buffer.from(data).toString("base64"), encoding: "base64" }, true)
+                ? { _tag: "ws:frame", id, data } satisfies WsFrame
+                : { _tag: "ws:frame", id, data: Buffer.from(data).toString("base64"), encoding: "base64" } satisfies WsFrame
             ).pipe(Effect.ignore)
           ),
           Effect.zipRight(client.closed),
           Effect.flatMap((info) =>
             channels.delete(id)
-              ? Effect.ignore(send(conn, new WsClose({ id, code: info.code, reason: info.reason }, true)))
+              ? Effect.ignore(send(conn, WsClose.make({ id, code: info.code, reason: info.reason }, true)))
               : Effect.void
           )
         )
-        return send(conn, new WsOpen({ id, path: open.path, ...(open.query ? { query: open.query } : {}), headers: open.headers }, true)).pipe(
+        return send(conn, WsOpen.make({ id, path: open.path, ...(open.query ? { query: open.query } : {}), headers: open.headers }, true)).pipe(
           Effect.matchEffect({
             onFailure: () => Effect.zipRight(Effect.sync(() => channels.delete(id)), client.close(CloseCodes.Internal, "tunnel closed")),
             onSuccess: () => FiberSet.run(channelFibers, toHost).pipe(Effect.flatMap((fiber) => fiber.await), Effect.asVoid)

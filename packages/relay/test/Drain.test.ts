@@ -42,7 +42,7 @@ describe("drain (in process)", () => {
         if (m.type === "drain") {
           const pendingId = hosts[0]!.messages().find((x) => x._tag === "http")
           if (pendingId?._tag === "http") {
-            setTimeout(() => hosts[0]!.ws.send(HostToRelayCodec.encode(new HttpResponse({ id: pendingId.id, status: 200, headers: {}, body: "late" }))), 100)
+            setTimeout(() => hosts[0]!.ws.send(HostToRelayCodec.encode(HttpResponse.make({ id: pendingId.id, status: 200, headers: {}, body: "late" }))), 100)
           }
         }
       })

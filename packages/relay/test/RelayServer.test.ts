@@ -199,7 +199,7 @@ describe("relay HTTP surface", () => {
       const relay = yield* startRelay()
       const t = yield* token({ org: "acme" })
       yield* fakeHost(relay.ws, hostId, t, (req) =>
-        new HttpResponse({
+        HttpResponse.make({
           id: req.id,
           status: 200,
           headers: { "x-one": "1", "set-cookie": ["a=1", "b=2"], connection: "x-secret", "x-secret": "no", "transfer-encoding": "chunked" },
@@ -217,7 +217,7 @@ describe("relay HTTP surface", () => {
     Effect.gen(function*() {
       const relay = yield* startRelay()
       const t = yield* token({ org: "acme" })
-      yield* fakeHost(relay.ws, hostId, t, (req) => new HttpResponse({ id: req.id, status: 103, headers: {} }))
+      yield* fakeHost(relay.ws, hostId, t, (req) => HttpResponse.make({ id: req.id, status: 103, headers: {} }))
       yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
       const res = yield* get(`${relay.http}/hosts/${hostId}/`, t)
       expect(res.status).toBe(502)

@@ -49,7 +49,7 @@ describe("Tunnel", () => {
       const { hostSide, tunnel } = yield* setup()
       for (let i = 0; i < 6; i++) {
         yield* TestClock.adjust("30 seconds")
-        yield* hostSide.send(HostToRelayCodec.encode(new Pong({ ts: 1 })))
+        yield* hostSide.send(HostToRelayCodec.encode(Pong.make({ ts: 1 })))
       }
       yield* Effect.yieldNow()
       expect(Option.isNone(yield* Effect.timeoutOption(tunnel.ended, 0))).toBe(true)
@@ -86,7 +86,7 @@ describe("Tunnel", () => {
       const sent = decoded().find((m) => m._tag === "http")!
       expect(sent._tag === "http" && sent.bodyEncoding).toBe("base64")
       yield* hostSide.send(
-        HostToRelayCodec.encode(new HttpResponse({ id: (sent as { id: string }).id, status: 201, headers: { a: "b" }, body: "/wA=", bodyEncoding: "base64" }))
+        HostToRelayCodec.encode(HttpResponse.make({ id: (sent as { id: string }).id, status: 201, headers: { a: "b" }, body: "/wA=", bodyEncoding: "base64" }))
       )
       const response = yield* Fiber.join(fiber)
       expect(response.status).toBe(201)
@@ -112,7 +112,7 @@ describe("Tunnel", () => {
       yield* Effect.yieldNow()
       expect(fiber.unsafePoll()).toBeNull()
       const id = (decoded().find((m) => m._tag === "http") as { id: string }).id
-      yield* hostSide.send(HostToRelayCodec.encode(new HttpResponse({ id, status: 200, headers: {} })))
+      yield* hostSide.send(HostToRelayCodec.encode(HttpResponse.make({ id, status: 200, headers: {} })))
       expect((yield* Fiber.join(fiber)).status).toBe(200)
     }))
 

@@ -28,7 +28,7 @@ export const fakeHost = (
         const decoded = RelayToHostCodec.decode(data.toString())
         if (Either.isLeft(decoded)) return
         const m = decoded.right
-        if (m._tag === "ping") socket.ws.send(HostToRelayCodec.encode(new Pong({ ts: m.ts })))
+        if (m._tag === "ping") socket.ws.send(HostToRelayCodec.encode(Pong.make({ ts: m.ts })))
         if (m._tag === "http" && respond) {
           const answer = respond(m)
           if (answer) socket.ws.send(HostToRelayCodec.encode(answer))
@@ -47,4 +47,4 @@ export const fakeHost = (
     }
   )
 
-export const okResponse = (id: string, body = "ok") => new HttpResponse({ id, status: 200, headers: { "content-type": "text/plain" }, body })
+export const okResponse = (id: string, body = "ok") => HttpResponse.make({ id, status: 200, headers: { "content-type": "text/plain" }, body })

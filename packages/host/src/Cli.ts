@@ -89,6 +89,12 @@ export const command = Command.make(
       Options.withFallbackConfig(HostAgentEnv.backoffJitter),
       checked(Checks.fraction)
     ),
+    resetOnDrain: Options.boolean("reset-on-drain", { negationNames: ["no-reset-on-drain"] }).pipe(
+      Options.withDescription(
+        `A drain resets the backoff and reconnects at once (within the drain jitter, then the fast retry). --no-reset-on-drain gives the behaviour from before drains were handled: a drain climbs the backoff like any other failure; only for measuring the difference. Default ${D.resetOnDrain}. Env: RESET_ON_DRAIN`
+      ),
+      Options.withFallbackConfig(HostAgentEnv.resetOnDrain)
+    ),
     logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
       Options.withDescription("json (one event per line) or pretty. Default json. Env: LOG_FORMAT"),
       Options.withFallbackConfig(LoggingEnv.format)

@@ -18,7 +18,7 @@ import * as Backoff from "./Backoff.js"
 import { ConnectError, reasonOf, type SessionEnd } from "./Errors.js"
 import { type HostAgentConfig, resolveHostAgentConfig, type ResolvedHostAgentConfig } from "./HostAgentConfig.js"
 import { countReconnect, tunnelConnected } from "./Metrics.js"
-import { reconnectLoop } from "./ReconnectLoop.js"
+import { reconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectLoop.js"
 import * as Session from "./Session.js"
 import * as TargetHttp from "./TargetHttp.js"
 import { displayUrl, tunnelUrl } from "./TunnelUrl.js"
@@ -150,7 +150,11 @@ const make = (config: ResolvedHostAgentConfig) =>
       schedule
     )
 
-    yield* reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain).pipe(
+    const loop = config.resetOnDrain
+      ? reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain)
+      : reconnectLoopWithoutDrainReset(attempt, schedule, reasonOf)
+
+    yield* loop.pipe(
       Effect.annotateLogs({ hostId: config.hostId }),
       Effect.forkScoped
     )

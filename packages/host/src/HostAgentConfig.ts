@@ -46,6 +46,12 @@ export interface HostAgentConfig {
   readonly backoffCapMs?: number
   /** Each reconnect delay is multiplied by a random factor in [1 - backoffJitter, 1]. */
   readonly backoffJitter?: number
+  /**
+   * Whether a drain resets the backoff (default true). False gives the behaviour from before
+   * drains were handled: a drain is one more failure, the delay keeps climbing, no drain jitter
+   * and no fast retry. Only for measuring the difference (`npm run gameday`).
+   */
+  readonly resetOnDrain?: boolean
 }
 
 /** A config with every default filled in. */
@@ -66,6 +72,7 @@ export interface ResolvedHostAgentConfig {
   readonly backoffBaseMs: number
   readonly backoffCapMs: number
   readonly backoffJitter: number
+  readonly resetOnDrain: boolean
 }
 
 export const HostAgentConfigDefaults = {
@@ -80,7 +87,8 @@ export const HostAgentConfigDefaults = {
   drainRetryWindowMs: 15_000,
   backoffBaseMs: 1_000,
   backoffCapMs: 5_000,
-  backoffJitter: 0.2
+  backoffJitter: 0.2,
+  resetOnDrain: true
 } as const
 
 export const resolveHostAgentConfig = (config: HostAgentConfig): ResolvedHostAgentConfig => ({
@@ -99,7 +107,8 @@ export const resolveHostAgentConfig = (config: HostAgentConfig): ResolvedHostAge
   drainRetryWindowMs: config.drainRetryWindowMs ?? HostAgentConfigDefaults.drainRetryWindowMs,
   backoffBaseMs: config.backoffBaseMs ?? HostAgentConfigDefaults.backoffBaseMs,
   backoffCapMs: config.backoffCapMs ?? HostAgentConfigDefaults.backoffCapMs,
-  backoffJitter: config.backoffJitter ?? HostAgentConfigDefaults.backoffJitter
+  backoffJitter: config.backoffJitter ?? HostAgentConfigDefaults.backoffJitter,
+  resetOnDrain: config.resetOnDrain ?? HostAgentConfigDefaults.resetOnDrain
 })
 
 /** Relay URLs from an array and/or comma-separated strings, trimmed, empty ones dropped. */
@@ -162,7 +171,8 @@ export const HostAgentEnv = {
   backoffJitter: Config.number("BACKOFF_JITTER").pipe(
     Config.validate(Checks.fraction),
     Config.withDefault(HostAgentConfigDefaults.backoffJitter)
-  )
+  ),
+  resetOnDrain: Config.boolean("RESET_ON_DRAIN").pipe(Config.withDefault<boolean>(HostAgentConfigDefaults.resetOnDrain))
 } as const
 
 /** The whole config from the environment, validated, defaults filled in. */

@@ -25,14 +25,7 @@ export const reconnectLoop = <E extends { readonly _tag: string }, R, R2>(
   describe: (error: Exclude<E, DrainSignal>) => string = (error) => error._tag,
   afterDrain: Schedule.Schedule<Duration.Duration, Exclude<E, DrainSignal>, R2> = schedule
 ): Effect.Effect<never, never, R | R2> => {
-  const logged = (s: Schedule.Schedule<Duration.Duration, Exclude<E, DrainSignal>, R2>) =>
-    Schedule.intersect(Schedule.identity<Exclude<E, DrainSignal>>(), s).pipe(
-      Schedule.tapOutput(([error, delay]) =>
-        Effect.logInfo("tunnel.reconnect_in").pipe(
-          Effect.annotateLogs({ ms: Duration.toMillis(delay), reason: describe(error) })
-        )
-      )
-    )
+  const logged = (s: Schedule.Schedule<Duration.Duration, Exclude<E, DrainSignal>, R2>) => loggedSchedule(s, describe)
 
   const untilDrain = (s: Schedule.Schedule<Duration.Duration, Exclude<E, DrainSignal>, R2>) =>
     (attempt as Effect.Effect<never, Exclude<E, DrainSignal> | DrainSignal, R>).pipe(
@@ -57,3 +50,31 @@ export const reconnectLoop = <E extends { readonly _tag: string }, R, R2>(
 }
 
 const isDrainSignal = (error: { readonly _tag: string }): error is DrainSignal => error._tag === "DrainSignal"
+
+/** `s` with a `tunnel.reconnect_in {ms, reason}` log line before each retry. */
+const loggedSchedule = <E, R>(s: Schedule.Schedule<Duration.Duration, E, R>, describe: (error: E) => string) =>
+  Schedule.intersect(Schedule.identity<E>(), s).pipe(
+    Schedule.tapOutput(([error, delay]) =>
+      Effect.logInfo("tunnel.reconnect_in").pipe(
+        Effect.annotateLogs({ ms: Duration.toMillis(delay), reason: describe(error) })
+      )
+    )
+  )
+
+/**
+ * The reconnect loop as it was before drains were handled (kept to measure
+ * the difference, see `resetOnDrain`): every end of a session, a
+ * `DrainSignal` included, waits for `schedule`'s next delay, which only ever
+ * climbs; no drain jitter, no fast retry after a drain.
+ */
+export const reconnectLoopWithoutDrainReset = <E extends { readonly _tag: string }, R, R2>(
+  attempt: Effect.Effect<never, E, R>,
+  schedule: Schedule.Schedule<Duration.Duration, E, R2>,
+  describe: (error: E) => string = (error) => error._tag
+): Effect.Effect<never, never, R | R2> =>
+  attempt.pipe(
+    Effect.retry(loggedSchedule(schedule, describe)),
+    Effect.either,
+    // A schedule that ends starts over, as in `reconnectLoop`.
+    Effect.zipRight(Effect.suspend(() => reconnectLoopWithoutDrainReset(attempt, schedule, describe)))
+  )

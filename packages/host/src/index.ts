@@ -25,4 +25,4 @@ export {
 } from "./HostAgentConfig.js"
 export { type LogFormat, logFormatLayer, LoggingEnv } from "./Logging.js"
 export { reconnectsTotal, tunnelConnected } from "./Metrics.js"
-export { reconnectLoop } from "./ReconnectLoop.js"
+export { reconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectLoop.js"

@@ -1,7 +1,7 @@
 import { DrainSignal } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Data, Effect, Fiber, Ref, TestClock } from "effect"
-import { Backoff, reconnectLoop } from "../src/index.js"
+import { Backoff, reconnectLoop, reconnectLoopWithoutDrainReset } from "../src/index.js"
 
 class Closed extends Data.TaggedError("Closed")<{ readonly code: number }> {}
 
@@ -133,6 +133,30 @@ describe("reconnectLoop", () => {
       expectWithin(seen[1]!, 1_000)
       expectWithin(seen[2]!, 2_000)
       expectWithin(seen[3]!, 4_000)
+      yield* Fiber.interrupt(fiber)
+    }))
+})
+
+describe("reconnectLoopWithoutDrainReset (resetOnDrain: false, the behaviour before drains were handled)", () => {
+  it.effect("a DrainSignal climbs the schedule like any failure, up to a 30 s cap, with no drain jitter or fast retry", () =>
+    Effect.gen(function*() {
+      const preFix: Backoff.BackoffOptions = { baseMs: 1_000, capMs: 30_000, jitter: 0.2 }
+      const starts = yield* Ref.make<ReadonlyArray<number>>([])
+      // Every attempt is drained; attempt 3 is refused instead (a relay restarting in place).
+      const attempt = Effect.gen(function*() {
+        const now = yield* TestClock.currentTimeMillis
+        const n = (yield* Ref.getAndUpdate(starts, (all) => [...all, now])).length
+        return yield* Effect.fail<Refused | DrainSignal>(n === 3 ? new Refused() : new DrainSignal({ source: "close" }))
+      })
+      const fiber = yield* Effect.fork(reconnectLoopWithoutDrainReset(attempt, Backoff.schedule(preFix)))
+      yield* TestClock.adjust("200 seconds")
+      const seen = gaps(yield* Ref.get(starts))
+      const nominal = [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
+      expect(seen.length).toBeGreaterThanOrEqual(nominal.length)
+      nominal.forEach((ms, i) => {
+        expect(seen[i]!).toBeGreaterThanOrEqual(Math.floor(ms * (1 - preFix.jitter)))
+        expect(seen[i]!).toBeLessThanOrEqual(ms)
+      })
       yield* Fiber.interrupt(fiber)
     }))
 })

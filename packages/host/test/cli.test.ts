@@ -75,6 +75,7 @@ describe("effect-relay-host CLI", () => {
           ["--backoff-base-ms", "BACKOFF_BASE_MS"],
           ["--backoff-cap-ms", "BACKOFF_CAP_MS"],
           ["--backoff-jitter", "BACKOFF_JITTER"],
+          ["--reset-on-drain", "RESET_ON_DRAIN"],
           ["--log-format", "LOG_FORMAT"]
         ]
       ) {

@@ -1,4 +1,4 @@
-import { Effect, type Fiber, Runtime, type Scope } from "effect"
+import { Effect, type Fiber, Runtime, Scope } from "effect"
 
 /**
  * Many timeouts of one fixed length (every request on a tunnel, every call to
@@ -50,16 +50,16 @@ export const make = (ms: number): Effect.Effect<Deadlines, never, Scope.Scope> =
       return Effect.void
     })
 
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => {
+    // Scope.addFinalizer, not Effect.addFinalizer: nothing here needs the fiber refs of the
+    // moment it was added restored, and restoring them costs more than this finalizer.
+    yield* Scope.addFinalizer(yield* Effect.scope, Effect.suspend(() => {
         closed = true
         sweeping = false
         entries.clear()
         const running = sweeper
         sweeper = undefined
         return running === undefined ? Effect.void : running.interruptAsFork(running.id())
-      })
-    )
+      }))
 
     const add = (onExpire: () => void) => {
       if (closed) return () => {}

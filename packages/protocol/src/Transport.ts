@@ -33,6 +33,11 @@ export interface Transport {
   readonly close: (code: number, reason?: string) => Effect.Effect<void>
   /** Completes with the code and reason the connection ended with. */
   readonly closed: Effect.Effect<CloseInfo>
+  /**
+   * Calls `f` once the connection has ended (at once if it already has), on the socket's own
+   * callback: for code that must react to the end without keeping a fiber waiting for it.
+   */
+  readonly onClose: (f: (info: CloseInfo) => void) => void
   /** The close info, if the connection has ended. */
   readonly closeInfo: Effect.Effect<Option.Option<CloseInfo>>
   /** Bytes queued for sending and not yet handed to the OS. */
@@ -91,7 +96,9 @@ interface Inbox {
   readonly onMessage: (handler: (frame: Frame) => void) => void
 }
 
-const makeInbox = (mailbox: Mailbox.Mailbox<Frame>): Inbox => {
+const makeInbox = (): Inbox => {
+  // Made when a stream reader first asks: a transport read through `onMessage` never needs one.
+  let mailbox: Mailbox.Mailbox<Frame> | undefined
   let held: Array<Frame> | undefined = []
   let ended = false
   let handler: ((frame: Frame) => void) | undefined
@@ -106,22 +113,27 @@ const makeInbox = (mailbox: Mailbox.Mailbox<Frame>): Inbox => {
   return {
     push: (frame) => {
       if (handler !== undefined) deliver(frame)
-      else if (streaming) mailbox.unsafeOffer(frame)
+      else if (streaming) mailbox!.unsafeOffer(frame)
       else held?.push(frame)
     },
     end: () => {
       ended = true
-      if (streaming) mailbox.unsafeDone(Exit.void)
+      if (streaming) mailbox!.unsafeDone(Exit.void)
     },
-    stream: Stream.suspend(() => {
-      if (handler === undefined && !streaming) {
-        streaming = true
-        if (held !== undefined) mailbox.unsafeOfferAll(held)
-        held = undefined
-        if (ended) mailbox.unsafeDone(Exit.void)
-      }
-      return Mailbox.toStream(mailbox)
-    }),
+    stream: Stream.unwrap(Effect.suspend(() => {
+      if (handler !== undefined) return Effect.dieMessage("this transport is read through onMessage")
+      if (mailbox !== undefined) return Effect.succeed(Mailbox.toStream(mailbox))
+      return Effect.map(Mailbox.make<Frame>(), (made) => {
+        if (mailbox === undefined) {
+          mailbox = made
+          streaming = true
+          if (held !== undefined) made.unsafeOfferAll(held)
+          held = undefined
+          if (ended) made.unsafeDone(Exit.void)
+        }
+        return Mailbox.toStream(mailbox)
+      })
+    })),
     onMessage: (next) => {
       if (streaming || handler !== undefined) throw new Error("this transport already has a reader")
       handler = next
@@ -132,7 +144,41 @@ const makeInbox = (mailbox: Mailbox.Mailbox<Frame>): Inbox => {
   }
 }
 
-const makeState = Effect.all([Effect.map(Mailbox.make<Frame>(), makeInbox), Deferred.make<CloseInfo>()])
+/** The end of a connection: a Deferred for fibers, and callbacks for `onClose`. */
+interface Ending {
+  readonly deferred: Deferred.Deferred<CloseInfo>
+  readonly finish: (info: CloseInfo) => void
+  readonly onClose: (f: (info: CloseInfo) => void) => void
+}
+
+const makeEnding = (deferred: Deferred.Deferred<CloseInfo>): Ending => {
+  let info: CloseInfo | undefined
+  let callbacks: Array<(info: CloseInfo) => void> | undefined
+  const call = (f: (info: CloseInfo) => void, end: CloseInfo) => {
+    try {
+      f(end)
+    } catch {
+      // One callback's error must not keep the others from running.
+    }
+  }
+  return {
+    deferred,
+    finish: (end) => {
+      if (info !== undefined) return
+      info = end
+      Deferred.unsafeDone(deferred, Exit.succeed(end))
+      const waiting = callbacks ?? []
+      callbacks = undefined
+      for (const f of waiting) call(f, end)
+    },
+    onClose: (f) => {
+      if (info !== undefined) call(f, info)
+      else (callbacks ??= []).push(f)
+    }
+  }
+}
+
+const makeState = Effect.map(Deferred.make<CloseInfo>(), (deferred) => [makeInbox(), makeEnding(deferred)] as const)
 
 /**
  * Puts the transport's listeners on a `ws` socket at once, so no frame that
@@ -141,11 +187,12 @@ const makeState = Effect.all([Effect.map(Mailbox.make<Frame>(), makeInbox), Defe
 const attach = (
   ws: WebSocket,
   inbox: Inbox,
-  closed: Deferred.Deferred<CloseInfo>
+  ending: Ending
 ): Transport => {
+  const closed = ending.deferred
   const finish = (info: CloseInfo) => {
     inbox.end()
-    Deferred.unsafeDone(closed, Exit.succeed(info))
+    ending.finish(info)
   }
   ws.on("message", (data, isBinary) => {
     inbox.push(isBinary ? toBytes(data) : toBytes(data).toString())
@@ -202,6 +249,7 @@ const attach = (
     unsafeSend,
     close,
     closed: Deferred.await(closed),
+    onClose: ending.onClose,
     closeInfo: pollClose(closed),
     bufferedAmount: () => ws.bufferedAmount
   }
@@ -286,19 +334,19 @@ export const truncateReason = (reason: string): string => {
  * receives. For tests of tunnel logic under `TestClock`.
  */
 export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect.gen(function*() {
-  const [inA, closedA] = yield* makeState
-  const [inB, closedB] = yield* makeState
+  const [inA, endA] = yield* makeState
+  const [inB, endB] = yield* makeState
   let ended = false
   const end = (info: CloseInfo) =>
     Effect.sync(() => {
       if (ended) return
       ended = true
-      Deferred.unsafeDone(closedA, Exit.succeed(info))
-      Deferred.unsafeDone(closedB, Exit.succeed(info))
       inA.end()
       inB.end()
+      endA.finish(info)
+      endB.finish(info)
     })
-  const side = (inbox: Inbox, closed: Deferred.Deferred<CloseInfo>, peer: Inbox): Transport => {
+  const side = (inbox: Inbox, ending: Ending, peer: Inbox): Transport => {
     const unsafeSend = (data: Frame) => {
       if (ended) return false
       peer.push(data)
@@ -310,10 +358,11 @@ export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect
       send: (data) => Effect.suspend(() => unsafeSend(data) ? Effect.void : Effect.fail(new TransportClosed({}))),
       unsafeSend,
       close: (code, reason) => end({ code, reason: reason ?? "" }),
-      closed: Deferred.await(closed),
-      closeInfo: pollClose(closed),
+      closed: Deferred.await(ending.deferred),
+      onClose: ending.onClose,
+      closeInfo: pollClose(ending.deferred),
       bufferedAmount: () => 0
     }
   }
-  return [side(inA, closedA, inB), side(inB, closedB, inA)] as const
+  return [side(inA, endA, inB), side(inB, endB, inA)] as const
 })

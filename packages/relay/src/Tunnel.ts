@@ -17,7 +17,7 @@ import {
   type Headers,
   type RelayToHost
 } from "@effect-relay/protocol"
-import { Deferred, Effect, Exit, FiberSet, Option, Runtime, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, type Fiber, FiberId, Option, Runtime, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -89,9 +89,14 @@ export interface TunnelHooks {
   readonly onDrainNotified: Effect.Effect<void>
   /** Runs on each pong: the host is alive (the registry refreshes the directory entry). Forked. */
   readonly onPong: Effect.Effect<void>
+  /**
+   * Runs (forked) when the tunnel ends on its own: the host closed it or stopped answering pings.
+   * Whoever holds the tunnel's scope closes it then; nothing waits in a fiber for this.
+   */
+  readonly onEnded: (info: CloseInfo) => Effect.Effect<void>
 }
 
-const noHooks: TunnelHooks = { onDrainNotified: Effect.void, onPong: Effect.void }
+const noHooks: TunnelHooks = { onDrainNotified: Effect.void, onPong: Effect.void, onEnded: () => Effect.void }
 
 export interface TunnelOptions {
   readonly hooks?: TunnelHooks
@@ -162,6 +167,14 @@ export const make = (
     })
 
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    /** The tunnel ended by itself (transport closed, or ping timeout): once. */
+    let endedOnce = false
+    const end = (info: CloseInfo) => {
+      if (endedOnce) return
+      endedOnce = true
+      Deferred.unsafeDone(ended, Exit.succeed(info))
+      runFork(hooks.onEnded(info))
+    }
     conn.onMessage((frame) => {
       let rest: Effect.Effect<void>
       try {
@@ -172,10 +185,7 @@ export const make = (
       // A bug in handling one frame is logged; it must not stop the frames after it.
       if (rest !== Effect.void) runFork(Effect.catchAllDefect(rest, (d) => Effect.logError("tunnel.frame_defect", d)))
     })
-    yield* conn.closed.pipe(
-      Effect.flatMap((info) => Deferred.succeed(ended, info)),
-      Effect.forkScoped
-    )
+    conn.onClose(end)
 
     /** One ping period: close 1001 after too many missed pongs, else ping. False once timed out. */
     const pingTick = Effect.suspend(() => {
@@ -183,7 +193,7 @@ export const make = (
         return Effect.logWarning("tunnel.ping_timeout").pipe(
           Effect.annotateLogs({ missedPongs, hostId, tunnelId }),
           Effect.zipRight(closeWith(CloseCodes.PingTimeout, CloseReasons.PingTimeout)),
-          Effect.zipRight(Deferred.succeed(ended, { code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout })),
+          Effect.zipRight(Effect.sync(() => end({ code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout }))),
           Effect.as(false)
         )
       }
@@ -197,9 +207,14 @@ export const make = (
       )
     }
 
-    const channelFibers = yield* FiberSet.make<void>()
+    /** The fibers carrying client WebSockets (the callers of openChannel): interrupted at the end. */
+    const channelFibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
 
-    yield* Effect.addFinalizer(() =>
+    // Scope.addFinalizer, not Effect.addFinalizer: restoring the fiber refs of the moment the
+    // finalizer was added costs two diffs and two patches of them per tunnel, which a drain of
+    // thousands of tunnels pays all at once.
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
       Effect.gen(function*() {
         closing = true
         const already = yield* conn.closeInfo
@@ -231,6 +246,8 @@ export const make = (
           : [CloseCodes.Internal, "tunnel closed"]
         for (const client of channels.values()) yield* client.close(clientCode, clientReason)
         channels.clear()
+        for (const fiber of channelFibers) fiber.unsafeInterruptAsFork(FiberId.none)
+        channelFibers.clear()
         if (Option.isSome(yield* conn.closeInfo)) return
         const { code, reason } = Option.getOrElse(intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
         yield* conn.close(code, reason)
@@ -297,7 +314,11 @@ export const make = (
         return send(conn, WsOpen.make({ id, path: open.path, ...(open.query ? { query: open.query } : {}), headers: open.headers }, true)).pipe(
           Effect.matchEffect({
             onFailure: () => Effect.zipRight(Effect.sync(() => channels.delete(id)), client.close(CloseCodes.Internal, "tunnel closed")),
-            onSuccess: () => FiberSet.run(channelFibers, toHost).pipe(Effect.flatMap((fiber) => fiber.await), Effect.asVoid)
+            onSuccess: () =>
+              Effect.withFiberRuntime<void>((fiber) => {
+                channelFibers.add(fiber)
+                return Effect.ensuring(toHost, Effect.sync(() => channelFibers.delete(fiber)))
+              })
           })
         )
       })

@@ -1,5 +1,5 @@
 import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-relay/protocol"
-import { Context, Deferred, Effect, Fiber, FiberMap, Layer, Option, Schedule } from "effect"
+import { Context, Deferred, Effect, ExecutionStrategy, Exit, Fiber, FiberId, Layer, Option, Schedule, Scope } from "effect"
 import { Directory, type DirectoryEntry, ownerId } from "./Directory.js"
 import { Draining, refuseWhileDraining } from "./Draining.js"
 import type { DirectoryUnavailable } from "./Errors.js"
@@ -7,6 +7,12 @@ import { RelayAddress } from "./RelayAddress.js"
 import { RelayConfig } from "./RelayConfig.js"
 import * as Tunnel from "./Tunnel.js"
 import { randomUUID } from "node:crypto"
+
+/** An open tunnel and the scope its life runs in. */
+interface Held {
+  readonly tunnel: Tunnel.Tunnel
+  readonly scope: Scope.CloseableScope
+}
 
 /** What closing every tunnel at once did, for the drain's log events. */
 export interface CloseAllReport {
@@ -16,11 +22,12 @@ export interface CloseAllReport {
 }
 
 /**
- * The tunnels this relay holds: one fiber per host in a `FiberMap`, each
- * running a tunnel's scoped life. Registering a host that already has a
- * tunnel interrupts the old fiber (last write wins), which runs its
- * finalizers; `closeAll` (and closing the registry's scope) interrupts them
- * all at once, so every tunnel's finalizer drains it.
+ * The tunnels this relay holds: each lives in its own scope, a child of the
+ * registry's, and no fiber waits per tunnel (at 10,000 tunnels a fiber each
+ * is most of the relay's memory). Registering a host that already has a
+ * tunnel closes the old one's scope (last write wins), which runs its
+ * finalizers; `closeAll` (and closing the registry's scope) closes them all
+ * at once, so every tunnel's finalizer drains it.
  *
  * It also keeps this relay's part of the directory true: stale entries of
  * this machine id cleared before the first registration, an entry written
@@ -83,8 +90,11 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
         )
       }
 
-      const fibers = yield* FiberMap.make<HostId, void>()
-      const local = new Map<HostId, Tunnel.Tunnel>()
+      // Every tunnel's scope is a child of this one: closing the registry (its Layer's scope)
+      // closes them all at once, running every tunnel's finalizers concurrently.
+      const tunnelsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
+      /** Open tunnels and their scopes. No fiber waits per tunnel: a tunnel ends through its scope. */
+      const local = new Map<HostId, Held>()
       /** Tunnels whose last directory write failed: repaired on the next sweep tick. */
       const dirty = new Set<HostId>()
       let notified = 0
@@ -101,7 +111,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       /** Refreshes (or restores) a live tunnel's entry; remembers failures for the next sweep. */
       const refresh = (tunnel: Tunnel.Tunnel) =>
         Effect.gen(function*() {
-          if (draining.isDraining() || local.get(tunnel.hostId) !== tunnel || (yield* tunnel.hasEnded)) return
+          if (draining.isDraining() || local.get(tunnel.hostId)?.tunnel !== tunnel || (yield* tunnel.hasEnded)) return
           const { internalUrl } = yield* address.get
           const result = yield* directory.heartbeat(entryOf(tunnel, internalUrl)).pipe(
             Effect.tapError(() => Effect.sync(() => dirty.add(tunnel.hostId))),
@@ -120,73 +130,91 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(2))))
         )
 
-      const life = (hostId: HostId, conn: Transport.Transport, tunnelId = randomUUID()) =>
-        Effect.scoped(
-          Effect.gen(function*() {
-            // Finalizers run in reverse: the tunnel leaves the local map only after its own finalizer
-            // (drain frame, flush, close) is done, so a drain past its deadline can still name it.
-            let tunnel: Tunnel.Tunnel | undefined
-            yield* Effect.addFinalizer(() =>
-              Effect.sync(() => {
-                if (local.get(hostId) === tunnel) {
-                  local.delete(hostId)
-                  dirty.delete(hostId)
-                }
-              })
-            )
-            const hooks: Tunnel.TunnelHooks = {
-              onDrainNotified: Effect.sync(() => {
-                notified++
-                onNotified()
-              }),
-              onPong: Effect.suspend(() => (tunnel ? refresh(tunnel) : Effect.void))
+      /**
+       * Opens a tunnel in its own scope and writes its directory entry. The scope is closed when
+       * the tunnel ends by itself (the `onEnded` hook), when another tunnel replaces it, when its
+       * entry cannot be written, or by `closeAll` / the registry closing; its finalizers run in
+       * reverse: the directory entry goes (unless a drain clears them all at once), then the tunnel
+       * (drain frame, flush, close), and only then does it leave the local map, so a drain past its
+       * deadline can still name it.
+       */
+      const open = (hostId: HostId, conn: Transport.Transport, tunnelId: string) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
+          const close = Scope.close(scope, Exit.void)
+          let held: Held | undefined
+          yield* Scope.addFinalizer(scope, Effect.sync(() => {
+            if (held !== undefined && local.get(hostId) === held) {
+              local.delete(hostId)
+              dirty.delete(hostId)
             }
-            const current = yield* Tunnel.make(hostId, conn, { hooks, ownPinger: false, tunnelId })
-            tunnel = current
-            local.set(hostId, current)
-            const { internalUrl } = yield* address.get
-            const entry = entryOf(current, internalUrl)
-            const registered = yield* registerWithRetries(entry).pipe(
-              Effect.as(true),
-              Effect.catchTag("DirectoryUnavailable", (e) =>
-                Effect.logError("tunnel.register_failed", e.message).pipe(
-                  Effect.zipRight(current.closeWith(CloseCodes.Internal, "directory unavailable")),
-                  Effect.as(false)
-                ))
-            )
-            if (!registered) return
-            const unregister = directory.unregister(entry).pipe(
-              Effect.catchTag("DirectoryUnavailable", (e) => Effect.logWarning("tunnel.unregister_failed", e.message))
-            )
-            // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
-            if (draining.isDraining() || (yield* current.hasEnded)) {
-              yield* Effect.logInfo("tunnel.register_rolled_back")
-              return yield* unregister
-            }
-            // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
-            yield* Effect.addFinalizer(() => (draining.isDraining() ? Effect.void : unregister))
-            yield* Effect.logInfo("tunnel.registered")
-            const end = yield* current.ended
-            yield* Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))
-          })
-        ).pipe(Effect.provideService(RelayConfig, config), Effect.annotateLogs({ hostId, tunnelId }))
+          }))
+          const hooks: Tunnel.TunnelHooks = {
+            onDrainNotified: Effect.sync(() => {
+              notified++
+              onNotified()
+            }),
+            onPong: Effect.suspend(() => (held ? refresh(held.tunnel) : Effect.void)),
+            onEnded: (end) =>
+              // While draining, the drain's own events say what happened to every tunnel.
+              (draining.isDraining()
+                ? Effect.void
+                : Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))).pipe(
+                  Effect.zipRight(close)
+                )
+          }
+          const tunnel = yield* Tunnel.make(hostId, conn, { hooks, ownPinger: false, tunnelId }).pipe(
+            Scope.extend(scope),
+            Effect.provideService(RelayConfig, config)
+          )
+          held = { tunnel, scope }
+          local.set(hostId, held)
+          const { internalUrl } = yield* address.get
+          const entry = entryOf(tunnel, internalUrl)
+          const registered = yield* registerWithRetries(entry).pipe(
+            Effect.as(true),
+            Effect.catchTag("DirectoryUnavailable", (e) =>
+              Effect.logError("tunnel.register_failed", e.message).pipe(
+                Effect.zipRight(tunnel.closeWith(CloseCodes.Internal, "directory unavailable")),
+                Effect.zipRight(close),
+                Effect.as(false)
+              ))
+          )
+          if (!registered) return
+          const unregister = directory.unregister(entry).pipe(
+            Effect.catchTag("DirectoryUnavailable", (e) =>
+              Effect.logWarning("tunnel.unregister_failed", e.message).pipe(Effect.annotateLogs({ hostId, tunnelId })))
+          )
+          // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
+          if (draining.isDraining() || (yield* tunnel.hasEnded)) {
+            yield* Effect.logInfo("tunnel.register_rolled_back")
+            yield* unregister
+            return yield* close
+          }
+          // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
+          yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : unregister)))
+          yield* Effect.logInfo("tunnel.registered")
+        }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
 
       const register = (hostId: HostId, conn: Transport.Transport) =>
         Effect.gen(function*() {
           if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId)
           const previous = local.get(hostId)
           if (previous !== undefined) {
-            yield* previous.closeWith(CloseCodes.Normal, CloseReasons.Replaced)
+            yield* previous.tunnel.closeWith(CloseCodes.Normal, CloseReasons.Replaced)
             yield* Effect.logInfo("tunnel.replaced").pipe(
-              Effect.annotateLogs({ hostId, tunnelId: previous.tunnelId })
+              Effect.annotateLogs({ hostId, tunnelId: previous.tunnel.tunnelId })
             )
+            // Last write wins: the old tunnel is closed (1000) and its entry removed (by tunnel id,
+            // so never the new one's) before the new one is written.
+            yield* Scope.close(previous.scope, Exit.void)
           }
-          yield* FiberMap.run(fibers, hostId, life(hostId, conn))
+          yield* open(hostId, conn, randomUUID())
         })
 
       // One fiber pings every tunnel each period (instead of a fiber and a timer per tunnel).
       yield* Effect.gen(function*() {
-        for (const tunnel of [...local.values()]) yield* tunnel.pingTick
+        for (const { tunnel } of [...local.values()]) yield* tunnel.pingTick
       }).pipe(
         Effect.repeat(Schedule.spaced(config.pingIntervalMs)),
         Effect.delay(config.pingIntervalMs),
@@ -202,7 +230,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           const now = directory.isAvailable()
           if (now && !available) {
             yield* Effect.logInfo("directory.available_again").pipe(Effect.annotateLogs({ tunnels: local.size }))
-            yield* Effect.forEach([...local.values()], refresh, { concurrency: 64, discard: true })
+            yield* Effect.forEach([...local.values()], ({ tunnel }) => refresh(tunnel), { concurrency: 64, discard: true })
           }
           available = now
         }
@@ -214,9 +242,9 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
         const swept = yield* directory.sweep
         if (swept > 0) yield* Effect.logInfo("directory.swept").pipe(Effect.annotateLogs({ entries: swept }))
         for (const hostId of [...dirty]) {
-          const tunnel = local.get(hostId)
-          if (tunnel === undefined) dirty.delete(hostId)
-          else yield* refresh(tunnel)
+          const held = local.get(hostId)
+          if (held === undefined) dirty.delete(hostId)
+          else yield* refresh(held.tunnel)
         }
       }).pipe(
         Effect.catchAll((e) => Effect.logWarning("directory.sweep_failed", e.message)),
@@ -227,15 +255,18 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
       const closeAll = (onAllNotified: (notified: number) => Effect.Effect<void>) =>
         Effect.gen(function*() {
-          const all = Array.from(fibers, ([, fiber]) => fiber)
+          const all = [...local.values()]
           const allNotified = yield* Deferred.make<void>()
           notified = 0
           onNotified = () => {
-            if (notified >= all.length) Deferred.unsafeDone(allNotified, Effect.void)
+            if (notified >= all.length) Deferred.unsafeDone(allNotified, Exit.void)
           }
           // Some tunnels may end without a drain frame (the host closed first): then "notified" is when all ended.
           // (No race here: this runs in a finalizer, where a race would wait for its loser to finish.)
-          const closing = yield* Effect.fork(Fiber.interruptAll(all).pipe(Effect.ensuring(Deferred.succeed(allNotified, undefined))))
+          const closing = yield* Effect.forEach(all, ({ scope }) => Scope.close(scope, Exit.interrupt(FiberId.none)), {
+            concurrency: "unbounded",
+            discard: true
+          }).pipe(Effect.ensuring(Deferred.succeed(allNotified, undefined)), Effect.fork)
           yield* Deferred.await(allNotified)
           yield* onAllNotified(notified)
           yield* Fiber.join(closing)
@@ -244,7 +275,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
       return TunnelRegistry.of({
         register,
-        get: (hostId) => Option.fromNullable(local.get(hostId)),
+        get: (hostId) => Option.fromNullable(local.get(hostId)?.tunnel),
         size: () => local.size,
         hostIds: () => [...local.keys()],
         closeAll,

@@ -10,12 +10,13 @@ import { fileURLToPath } from "node:url"
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 
-/** `--name value` flags with numeric or string defaults. */
-export const flags = <T extends Record<string, number | string>>(defaults: T, argv = process.argv.slice(2)): T => {
+/** `--name value` flags with numeric or string defaults; `--help` prints `help` (if any) and the flags. */
+export const flags = <T extends Record<string, number | string>>(defaults: T, argv = process.argv.slice(2), help?: string): T => {
   const out: Record<string, number | string> = { ...defaults }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
-    if (arg === "--help") {
+    if (arg === "--help" || arg === "-h") {
+      if (help !== undefined) console.log(help)
       console.log(`flags (defaults): ${Object.entries(defaults).map(([k, v]) => `--${k} ${v}`).join("  ")}`)
       process.exit(0)
     }
@@ -24,6 +25,7 @@ export const flags = <T extends Record<string, number | string>>(defaults: T, ar
     if (!(name in defaults)) throw new Error(`unknown flag ${arg}; known: ${Object.keys(defaults).map((k) => `--${k}`).join(" ")}`)
     const value = argv[++i]
     if (value === undefined) throw new Error(`${arg} needs a value`)
+    if (typeof defaults[name] === "number" && !Number.isFinite(Number(value))) throw new Error(`${arg} needs a number, got ${value}`)
     out[name] = typeof defaults[name] === "number" ? Number(value) : value
   }
   return out as T
@@ -40,6 +42,15 @@ export const commit = (): string => {
     return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot }).toString().trim()
   } catch {
     return "unknown"
+  }
+}
+
+/** Whether tracked files differ from the commit (a run of uncommitted code says so in its JSON). */
+export const workingTreeDirty = (): boolean => {
+  try {
+    return execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repoRoot }).toString().trim() !== ""
+  } catch {
+    return false
   }
 }
 

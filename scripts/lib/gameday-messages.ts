@@ -1,0 +1,96 @@
+/**
+ * The messages `npm run gameday` exchanges with its worker processes over
+ * Node's IPC channel: the host fleet workers (real host agents) and the load
+ * generator. Plain JSON-serialisable data; times are `Date.now()` values (one
+ * machine, one clock).
+ */
+
+/** Settings of the host agents one round runs with (the rest are the agent's defaults). */
+export interface HostSettings {
+  readonly resetOnDrain: boolean
+  readonly backoffCapMs: number
+}
+
+export type FleetCommand =
+  | {
+    readonly type: "start"
+    readonly hostIds: ReadonlyArray<string>
+    readonly relayUrls: ReadonlyArray<string>
+    readonly token: string
+    readonly targetUrl: string
+    readonly settings: HostSettings
+    /** Host agents started at once while the fleet comes up. */
+    readonly startConcurrency: number
+  }
+  | { readonly type: "report" }
+  | { readonly type: "stop" }
+
+/** A time a host's tunnel was not open: from the end of one tunnel to the opening of the next. */
+export interface TunnelGap {
+  readonly hostId: string
+  readonly downAt: number
+  /** Undefined while the host is still reconnecting. */
+  readonly upAt: number | undefined
+}
+
+export type FleetEvent =
+  | { readonly type: "status"; readonly connected: number; readonly total: number }
+  | { readonly type: "report"; readonly gaps: ReadonlyArray<TunnelGap> }
+  | { readonly type: "stopped" }
+  | { readonly type: "error"; readonly message: string }
+
+export type LoadCommand =
+  | {
+    readonly type: "configure"
+    readonly relayUrls: readonly [string, string]
+    readonly hostIds: ReadonlyArray<string>
+    readonly token: string
+    readonly rate: number
+    readonly timeoutMs: number
+  }
+  /** Start sending at the configured rate (every host is requested in turn). */
+  | { readonly type: "run" }
+  /** From now on, count requests and outages for a report. */
+  | { readonly type: "measure" }
+  /** Stop sending, wait for the requests in flight, and report what was measured. */
+  | { readonly type: "end" }
+
+/** One request that failed (after the load balancer's single retry on refusal, if any). */
+export interface FailedRequest {
+  readonly hostId: string
+  /** Index of the relay whose answer (or error) ended the request: 0 or 1. */
+  readonly relay: number
+  /** `http 502 peer_unreachable`, `ECONNRESET`, `timeout`, `ECONNREFUSED`... */
+  readonly kind: string
+  readonly sentAt: number
+  readonly doneAt: number
+  /** The first relay refused the connection and this was the retry on the other one. */
+  readonly retried: boolean
+}
+
+export interface LoadReport {
+  readonly type: "report"
+  readonly measuredFrom: number
+  readonly measuredTo: number
+  /** Requests sent while measuring (a retried one counts once). */
+  readonly requests: number
+  readonly succeeded: number
+  readonly failedRequests: number
+  /** Requests whose first relay refused the connection and that were sent again to the other one. */
+  readonly refusedRetried: number
+  /** The failed requests, up to a bound (`failuresDropped` says how many were left out). */
+  readonly failures: ReadonlyArray<FailedRequest>
+  readonly failuresDropped: number
+  /** Per host: the longest time without a successful response while measuring, in ms. */
+  readonly longestGapMs: Record<string, number>
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number }
+  /** How far behind its schedule the generator fell at worst (a busy generator shows here). */
+  readonly maxLagMs: number
+}
+
+export type LoadEvent =
+  | { readonly type: "configured" }
+  | { readonly type: "running" }
+  | { readonly type: "measuring"; readonly at: number }
+  | LoadReport
+  | { readonly type: "error"; readonly message: string }

@@ -1,0 +1,107 @@
+/**
+ * The hosts of a game-day round, from the orchestrator's side: spread over a
+ * few worker processes (`host-fleet-worker.ts`), each host a real host agent.
+ */
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { startChildWorker } from "./child-worker.js"
+import type { FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./gameday-messages.js"
+
+const workerModule = path.join(path.dirname(fileURLToPath(import.meta.url)), "host-fleet-worker.ts")
+
+export interface HostFleet {
+  readonly pids: ReadonlyArray<number>
+  /** Tunnels open right now, over every worker. */
+  readonly connected: () => number
+  readonly total: number
+  /** Resolves once every host's tunnel is open at the same time. */
+  readonly allConnected: (timeoutMs: number) => Promise<void>
+  /** Every time a host's tunnel was down, since the fleet started. */
+  readonly gaps: () => Promise<ReadonlyArray<TunnelGap>>
+  /** Closes every tunnel (1000) and ends the workers; kills them if they do not end in time. */
+  readonly stop: () => Promise<void>
+}
+
+export interface HostFleetOptions {
+  readonly hostIds: ReadonlyArray<string>
+  readonly workers: number
+  readonly relayUrls: ReadonlyArray<string>
+  readonly token: string
+  readonly targetUrl: string
+  readonly settings: HostSettings
+  /** Log file prefix; each worker appends `-<n>.log`. */
+  readonly logPrefix: string
+}
+
+export const startHostFleet = async (options: HostFleetOptions): Promise<HostFleet> => {
+  const count = Math.max(1, Math.min(options.workers, options.hostIds.length))
+  const perWorker = Math.ceil(options.hostIds.length / count)
+  const workers = Array.from({ length: count }, (_, i) => {
+    const worker = startChildWorker<FleetCommand, FleetEvent>(`host worker ${i}`, workerModule, `${options.logPrefix}-${i}.log`)
+    return { worker, hostIds: options.hostIds.slice(i * perWorker, (i + 1) * perWorker), connected: 0 }
+  })
+  const waiters: Array<() => void> = []
+  for (const w of workers) {
+    w.worker.onEvent((event) => {
+      if (event.type === "status") {
+        w.connected = event.connected
+        for (const waiter of waiters.splice(0)) waiter()
+      }
+    })
+  }
+  const connected = () => workers.reduce((n, w) => n + w.connected, 0)
+  for (const w of workers) {
+    w.worker.send({
+      type: "start",
+      hostIds: w.hostIds,
+      relayUrls: options.relayUrls,
+      token: options.token,
+      targetUrl: options.targetUrl,
+      settings: options.settings,
+      startConcurrency: 50
+    })
+  }
+
+  const allConnected = (timeoutMs: number) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`hosts: ${connected()} of ${options.hostIds.length} connected after ${timeoutMs} ms (logs: ${options.logPrefix}-*.log)`)),
+        timeoutMs
+      )
+      const check = () => {
+        if (connected() >= options.hostIds.length) {
+          clearTimeout(timer)
+          resolve()
+        } else waiters.push(check)
+      }
+      check()
+      // A worker that dies will never connect its hosts.
+      for (const w of workers) {
+        void w.worker.exited.then(({ code, signal }) => {
+          clearTimeout(timer)
+          reject(new Error(`${w.worker.name} exited (code ${code}, signal ${signal}) (log: ${options.logPrefix}-*.log)`))
+        })
+      }
+    })
+
+  const gaps = async () => {
+    const reports = await Promise.all(workers.map(async (w) => {
+      const answer = w.worker.waitFor("report", 10_000)
+      w.worker.send({ type: "report" })
+      return (await answer).gaps
+    }))
+    return reports.flat()
+  }
+
+  const stop = async () => {
+    await Promise.all(workers.map(async (w) => {
+      const stopped = w.worker.waitFor("stopped", 10_000).catch(() => undefined)
+      w.worker.send({ type: "stop" })
+      await Promise.race([stopped, w.worker.exited])
+      await Promise.race([w.worker.exited, new Promise((r) => setTimeout(r, 2_000))])
+      await w.worker.kill()
+    }))
+  }
+
+  return { pids: workers.map((w) => w.worker.pid), connected, total: options.hostIds.length, allConnected, gaps, stop }
+}

@@ -1,0 +1,232 @@
+/**
+ * The load generator of `npm run gameday`, in its own process so that the
+ * orchestrator's work (relay logs, Redis checks) cannot delay it. It behaves
+ * like a load balancer in front of the two relays:
+ * - a steady rate of GET requests, every host in turn (host k mod N), the
+ *   relays alternating so each host is reached through both;
+ * - keep-alive connections to each relay (an LB keeps its connections);
+ * - a connection refused (a relay that stopped listening) is retried once on
+ *   the other relay and counted as `refusedRetried`;
+ * - every other failure is a failed request: a non-2xx answer, an error after
+ *   the request went out (reset, hang-up), or no answer within the timeout.
+ *
+ * While measuring it also tracks, per host, the longest time without a
+ * successful response (from one success to the next, by completion time).
+ *
+ * Driven over IPC (see `gameday-messages.ts`): "configure", "run", "measure", "end".
+ */
+import * as http from "node:http"
+import { percentile } from "./bench.js"
+import type { FailedRequest, LoadCommand, LoadEvent } from "./gameday-messages.js"
+
+const send = (event: LoadEvent) => {
+  if (process.connected) process.send!(event)
+}
+process.on("disconnect", () => process.exit(0))
+
+/** Failures kept in full for the report (the counts are always complete). */
+const maxFailuresKept = 20_000
+
+let config: Extract<LoadCommand, { type: "configure" }> | undefined
+let agents: Array<http.Agent> = []
+let authorization = ""
+
+let running = false
+let ticker: NodeJS.Timeout | undefined
+let startedAt = 0
+let issued = 0
+let inFlight = 0
+let onIdle: (() => void) | undefined
+
+let measuring = false
+let measuredFrom = 0
+let requests = 0
+let succeeded = 0
+let failedRequests = 0
+let refusedRetried = 0
+let failures: Array<FailedRequest> = []
+let failuresDropped = 0
+let latencies: Array<number> = []
+let maxLagMs = 0
+/** Completion time of each host's last successful response (kept across rounds as the anchor). */
+const lastSuccess = new Map<string, number>()
+let longestGap = new Map<string, number>()
+
+type Outcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly refused: boolean; readonly kind: string }
+
+/** One GET through one relay; never rejects. */
+const attempt = (relay: number, hostId: string): Promise<Outcome> =>
+  new Promise((resolve) => {
+    let settled = false
+    const settle = (outcome: Outcome) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      resolve(outcome)
+    }
+    const req = http.request(`${config!.relayUrls[relay]}/hosts/${hostId}/gameday`, {
+      agent: agents[relay],
+      headers: { authorization }
+    })
+    const timer = setTimeout(() => {
+      settle({ ok: false, refused: false, kind: "timeout" })
+      req.destroy()
+    }, config!.timeoutMs)
+    req.on("response", (res) => {
+      if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) {
+        res.resume()
+        res.on("end", () => settle({ ok: true }))
+        res.on("error", (e: NodeJS.ErrnoException) => settle({ ok: false, refused: false, kind: `body ${e.code ?? e.message}` }))
+        return
+      }
+      // A relay's error body is `{"error": code, ...}`: keep the code, it says which failure it was.
+      const chunks: Array<Buffer> = []
+      res.on("data", (c: Buffer) => chunks.push(c))
+      const done = () => {
+        let code = ""
+        try {
+          code = String(JSON.parse(Buffer.concat(chunks).toString("utf8")).error ?? "")
+        } catch {
+          // not a relay error body
+        }
+        settle({ ok: false, refused: false, kind: `http ${res.statusCode}${code ? ` ${code}` : ""}` })
+      }
+      res.on("end", done)
+      res.on("error", done)
+    })
+    req.on("error", (e: NodeJS.ErrnoException) =>
+      settle({ ok: false, refused: e.code === "ECONNREFUSED", kind: e.code ?? e.message })
+    )
+    req.end()
+  })
+
+const request = async (k: number) => {
+  const hostIds = config!.hostIds
+  const hostId = hostIds[k % hostIds.length]!
+  // Relays alternate per request, shifted by one on every pass over the hosts.
+  const first = (k + Math.floor(k / hostIds.length)) % 2
+  const counted = measuring
+  const sentAt = Date.now()
+  if (counted) requests++
+  inFlight++
+  let relay = first
+  let retried = false
+  let outcome = await attempt(relay, hostId)
+  if (!outcome.ok && outcome.refused) {
+    // What a load balancer does with a backend that refuses connections: the other one, once.
+    retried = true
+    if (counted) refusedRetried++
+    relay = 1 - first
+    outcome = await attempt(relay, hostId)
+  }
+  const doneAt = Date.now()
+  inFlight--
+  if (outcome.ok) {
+    const previous = lastSuccess.get(hostId)
+    if (measuring && (previous === undefined || doneAt > previous)) {
+      const gap = doneAt - (previous ?? measuredFrom)
+      if (gap > (longestGap.get(hostId) ?? 0)) longestGap.set(hostId, gap)
+    }
+    if (previous === undefined || doneAt > previous) lastSuccess.set(hostId, doneAt)
+  }
+  if (counted) {
+    if (outcome.ok) {
+      succeeded++
+      latencies.push(doneAt - sentAt)
+    } else {
+      failedRequests++
+      if (failures.length < maxFailuresKept) {
+        failures.push({ hostId, relay, kind: outcome.kind, sentAt, doneAt, retried })
+      } else failuresDropped++
+    }
+  }
+  if (inFlight === 0 && onIdle) onIdle()
+}
+
+const tick = () => {
+  const now = Date.now()
+  const due = Math.floor(((now - startedAt) * config!.rate) / 1000)
+  if (due - issued > 1 && measuring) {
+    // The oldest request not yet sent was due this long ago.
+    maxLagMs = Math.max(maxLagMs, now - (startedAt + (issued * 1000) / config!.rate))
+  }
+  while (issued < due) void request(issued++)
+}
+
+const run = () => {
+  if (running) return
+  running = true
+  // Continue the sequence where the last run stopped, so hosts keep their turn.
+  startedAt = Date.now() - (issued * 1000) / config!.rate
+  ticker = setInterval(tick, 2)
+}
+
+const measure = () => {
+  measuring = true
+  measuredFrom = Date.now()
+  requests = succeeded = failedRequests = refusedRetried = failuresDropped = 0
+  failures = []
+  latencies = []
+  maxLagMs = 0
+  longestGap = new Map()
+}
+
+const end = async () => {
+  running = false
+  if (ticker) clearInterval(ticker)
+  const measuredTo = Date.now()
+  if (inFlight > 0) await new Promise<void>((resolve) => (onIdle = resolve))
+  onIdle = undefined
+  measuring = false
+  // A host with no success since its last one counts up to the end of the measurement.
+  const longestGapMs: Record<string, number> = {}
+  for (const hostId of config!.hostIds) {
+    const last = lastSuccess.get(hostId)
+    const open = measuredTo - Math.max(last ?? measuredFrom, measuredFrom)
+    longestGapMs[hostId] = Math.max(longestGap.get(hostId) ?? 0, open)
+  }
+  send({
+    type: "report",
+    measuredFrom,
+    measuredTo,
+    requests,
+    succeeded,
+    failedRequests,
+    refusedRetried,
+    failures,
+    failuresDropped,
+    longestGapMs,
+    latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
+    maxLagMs
+  })
+}
+
+process.on("message", (message) => {
+  const command = message as LoadCommand
+  try {
+    switch (command.type) {
+      case "configure":
+        config = command
+        authorization = `Bearer ${command.token}`
+        // As many connections as the load needs; they are kept between requests.
+        agents = command.relayUrls.map(() => new http.Agent({ keepAlive: true, maxSockets: 256 }))
+        send({ type: "configured" })
+        return
+      case "run":
+        run()
+        send({ type: "running" })
+        return
+      case "measure":
+        measure()
+        send({ type: "measuring", at: measuredFrom })
+        return
+      case "end":
+        void end()
+        return
+    }
+  } catch (e) {
+    send({ type: "error", message: String(e) })
+  }
+})

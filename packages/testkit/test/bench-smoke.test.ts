@@ -5,6 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { parseWrk, wrkArgs, wrkOnPath, wrkTimeMs } from "../../../scripts/lib/wrk.js"
 
 /**
  * Small runs of the benchmark scripts (a few tunnels, a second per load run),
@@ -12,11 +13,31 @@ import { fileURLToPath } from "node:url"
  */
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..")
 
-const runScript = (script: string, args: ReadonlyArray<string>) =>
+const runScript = (script: string, args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   Effect.async<{ code: number; output: string }>((resume) => {
-    execFile(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts", script), ...args], { cwd: repoRoot, timeout: 120_000 }, (error, stdout, stderr) =>
+    execFile(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts", script), ...args], { cwd: repoRoot, timeout: 150_000, env: { ...process.env, ...env } }, (error, stdout, stderr) =>
       resume(Effect.succeed({ code: error ? 1 : 0, output: stdout + stderr })))
   })
+
+/** Processes (Linux /proc) whose environment carries `name=value`: what a script started and left running. */
+const processesWithEnv = (name: string, value: string): Array<string> => {
+  if (!fs.existsSync("/proc")) return []
+  const needle = `${name}=${value}\0`
+  return fs.readdirSync("/proc").filter((pid) => {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) return false
+    try {
+      return fs.readFileSync(`/proc/${pid}/environ`, "latin1").includes(needle)
+    } catch {
+      return false
+    }
+  }).map((pid) => {
+    try {
+      return `${pid} ${fs.readFileSync(`/proc/${pid}/cmdline`, "latin1").replace(/\0/g, " ")}`
+    } catch {
+      return pid
+    }
+  })
+}
 
 const readResult = (dir: string, prefix: string) => {
   const file = fs.readdirSync(dir).find((f) => f.startsWith(prefix) && f.endsWith(".json"))
@@ -42,19 +63,60 @@ describe("benchmark scripts (smoke)", () => {
       fs.rmSync(out, { recursive: true, force: true })
     }), 120_000)
 
-  it.live("bench:forward for 1 s per run: every system and scenario measured without errors", () =>
+  it.live("bench:forward for 1 s per run: every system and scenario measured without errors, children gone", () =>
     Effect.gen(function*() {
       const out = fs.mkdtempSync(path.join(os.tmpdir(), "bench-forward-"))
-      const { code, output } = yield* runScript("bench-forward.ts", ["--duration", "1", "--roundtrips", "50", "--out", out])
+      // Every process the script starts inherits this variable: none may have it once the script is done.
+      const marker = `${process.pid}-${Date.now()}`
+      const { code, output } = yield* runScript("bench-forward.ts", ["--duration", "1", "--warmup", "1", "--roundtrips", "50", "--out", out], { BENCH_SMOKE_RUN: marker })
       expect(code, output).toBe(0)
       const result = readResult(out, "forward-")
+      // --tool auto: wrk where it is installed, autocannon otherwise.
+      const tool = wrkOnPath() ? "wrk" : "autocannon"
+      expect(result).toMatchObject({ tool, warmupS: 1, durationS: 1, roundtrips: 50 })
       const systems = new Set(result.results.map((r: { system: string }) => r.system))
-      expect([...systems].sort()).toEqual(["direct", "effect-relay", "localtunnel"])
-      expect(result.results).toHaveLength(11)
+      expect([...systems].sort()).toEqual(["direct", "effect-relay", "localtunnel", "proxy-chain"])
+      // 3 HTTP scenarios x 4 systems, and WebSocket echo direct and through effect-relay.
+      expect(result.results).toHaveLength(14)
       for (const row of result.results) {
         expect(row.reqPerSec, JSON.stringify(row)).toBeGreaterThan(0)
         expect(row.errors, JSON.stringify(row)).toBe(0)
+        expect(row.tool, JSON.stringify(row)).toBe(row.scenario === "ws echo round trip" ? "ws" : tool)
       }
+      expect(result.ratios.map((r: { scenario: string }) => r.scenario)).toEqual(["small GET c=1", "small GET c=32", "1 MiB POST echo c=4", "ws echo round trip c=1"])
+      for (const ratio of result.ratios.slice(0, 3)) {
+        for (const key of ["relayVsDirect", "relayVsLocaltunnel", "relayVsProxyChain"]) expect(ratio[key], `${ratio.scenario} ${key}`).toBeGreaterThan(0)
+        expect(typeof ratio.addedP50Ms).toBe("number")
+      }
+      expect(processesWithEnv("BENCH_SMOKE_RUN", marker)).toEqual([])
       fs.rmSync(out, { recursive: true, force: true })
-    }), 120_000)
+    }), 180_000)
+
+  it("wrk's --latency report: us/ms/s units, requests/sec, socket errors and non-2xx counted", () => {
+    const report = [
+      "Running 1s test @ http://127.0.0.1:8080/small",
+      "  1 threads and 32 connections",
+      "  Thread Stats   Avg      Stdev     Max   +/- Stdev",
+      "    Latency     1.72ms    3.01ms  48.05ms   95.12%",
+      "    Req/Sec    16.10k     1.20k   17.00k    80.00%",
+      "  Latency Distribution",
+      "     50%  812.00us",
+      "     75%    1.20ms",
+      "     90%    2.50ms",
+      "     99%    1.05s ",
+      "  16100 requests in 1.00s, 1.20MB read",
+      "  Socket errors: connect 1, read 2, write 0, timeout 3",
+      "  Non-2xx or 3xx responses: 4",
+      "Requests/sec:  16015.42",
+      "Transfer/sec:      1.20MB"
+    ].join("\n")
+    expect(parseWrk(report)).toEqual({ reqPerSec: 16015, p50Ms: 0.812, p99Ms: 1050, errors: 10 })
+    const clean = report.replace(/^.*(Socket errors|Non-2xx).*\n/gm, "")
+    expect(parseWrk(clean).errors).toBe(0)
+    expect(wrkTimeMs("38.12us")).toBeCloseTo(0.03812, 6)
+    expect(wrkTimeMs("1.00m")).toBe(60_000)
+    expect(() => parseWrk("Requests/sec: 1")).toThrow(/50%/)
+    expect(wrkArgs({ url: "http://x/", headers: { host: "a.localhost:1", authorization: "Bearer t" }, connections: 1, durationS: 2 }))
+      .toEqual(["-t", "1", "-c", "1", "-d", "2s", "--timeout", "10s", "--latency", "-H", "Host: a.localhost:1", "-H", "Authorization: Bearer t", "http://x/"])
+  })
 })

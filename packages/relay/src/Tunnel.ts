@@ -173,7 +173,8 @@ export const make = (
       if (endedOnce) return
       endedOnce = true
       Deferred.unsafeDone(ended, Exit.succeed(info))
-      runFork(hooks.onEnded(info))
+      // Closed by its finalizer (the scope is already closing): nothing more to do.
+      if (!closing) runFork(hooks.onEnded(info))
     }
     conn.onMessage((frame) => {
       let rest: Effect.Effect<void>

@@ -87,6 +87,9 @@ const serve = Command.make("serve", serveOptions, (o) =>
           peerSecret: o.peerSecret
         }))
       )
+    ).pipe(
+      // Every Layer is released by now (tunnels, server, directory connection): the process exits next.
+      Effect.onExit(() => Effect.logInfo("relay.stopped"))
     )
   }).pipe(
     Effect.annotateLogs({ region: o.region, machineId: o.machineId }),

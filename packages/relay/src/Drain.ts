@@ -1,7 +1,8 @@
-import { Context, Effect, Layer, Runtime } from "effect"
+import { Context, Effect, Layer, Metric, Runtime } from "effect"
 import { Directory, ownerId } from "./Directory.js"
 import { Draining } from "./Draining.js"
 import { RelayConfig } from "./RelayConfig.js"
+import * as RelayMetrics from "./RelayMetrics.js"
 import { RelayServer } from "./RelayServer.js"
 import { TunnelRegistry } from "./TunnelRegistry.js"
 
@@ -74,6 +75,7 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
           if (!(yield* draining.begin)) return
           const start = Date.now()
           const since = () => Date.now() - start
+          yield* Metric.increment(RelayMetrics.drainsTotal)
           yield* Effect.logInfo("drain.start").pipe(Effect.annotateLogs({ tunnels: registry.size() }))
           const timer = deadline(start)
           if (options.exitOnSecondSignal) {
@@ -100,6 +102,7 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
             Effect.annotateLogs({ entries, ms: since(), clearMs: Date.now() - clearStart })
           )
           clearTimeout(timer)
+          yield* Metric.update(RelayMetrics.drainDuration, since() / 1000)
           yield* Effect.logInfo("drain.done").pipe(Effect.annotateLogs({ ms: since() }))
         })
 

@@ -1,5 +1,6 @@
 import { CloseCodes, CloseReasons, type Transport } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
+import * as RelayMetrics from "./RelayMetrics.js"
 
 /**
  * Whether this relay is draining. Flipped once, at the start of a drain;
@@ -27,6 +28,7 @@ export class Draining extends Context.Tag("effect-relay/Draining")<Draining, {
 /** How a tunnel registration is refused while draining: a log line, then close 4001 "draining". */
 export const refuseWhileDraining = (conn: Transport.Transport, hostId: string) =>
   Effect.logInfo("tunnel.refused").pipe(
+    Effect.zipRight(RelayMetrics.registration("refused_draining")),
     Effect.annotateLogs({ hostId, code: CloseCodes.Drain, reason: CloseReasons.Draining }),
     Effect.zipRight(conn.close(CloseCodes.Drain, CloseReasons.Draining))
   )

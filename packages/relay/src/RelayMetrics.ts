@@ -1,77 +1,72 @@
 import { Effect, Metric, MetricBoundaries } from "effect"
 
 /**
- * The relay's metrics, on Effect's `Metric` (served at `/metrics` in
- * Prometheus text by `PrometheusText.ts`). Tagged series used on the request
- * path are made once and kept: tagging a metric on every call costs more
- * than the increment itself.
+ * The relay's metrics, on Effect's `Metric`, served at `/metrics` in
+ * Prometheus text (`PrometheusText` in the protocol package). Most are
+ * recorded from socket callbacks, so each has a plain function that updates
+ * it now; tagged series are made once per tag value and kept (tagging on
+ * every call would cost more than the update).
  */
+
+const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
+
+/** The series of `metric` for one tag value, made once. */
+const byTag = (metric: Metric.Metric.Counter<number>, key: string) => {
+  const series = new Map<string, Metric.Metric.Counter<number>>()
+  return (value: string) => {
+    let tagged = series.get(value)
+    if (tagged === undefined) series.set(value, tagged = Metric.tagged(metric, key, value))
+    return tagged
+  }
+}
 
 export const tunnelsOpen = Metric.gauge("relay_tunnels_open", { description: "Tunnels open on this relay." })
 
-const registrations = Metric.counter("relay_tunnel_registrations_total", {
-  description: "Tunnel registrations, by result.",
-  incremental: true
-})
-export type RegistrationResult = "accepted" | "replaced" | "refused_auth" | "refused_draining" | "refused_host_id" | "failed"
-export const registration = (result: RegistrationResult) => Metric.increment(cached(registrations, "result", result))
-
-const closes = Metric.counter("relay_tunnel_closes_total", {
-  description: "Tunnels closed, by WebSocket close code.",
-  incremental: true
-})
-export const tunnelClosed = (code: number) => Metric.increment(cached(closes, "code", String(code)))
-
-const requests = Metric.counter("relay_requests_total", {
-  description: "Client HTTP requests answered, by status.",
-  incremental: true
+export const pendingRequests = Metric.gauge("relay_pending_requests", {
+  description: "Requests sent into this relay's tunnels and waiting for the host's response."
 })
 
+const registrations = byTag(counter("relay_tunnel_registrations_total", "Tunnel registrations, by result."), "result")
+export type RegistrationResult =
+  | "accepted"
+  | "refused_unauthorized"
+  | "refused_forbidden"
+  | "refused_bad_host_id"
+  | "refused_draining"
+  | "directory_unavailable"
+export const registration = (result: RegistrationResult) => Metric.increment(registrations(result))
+
+const closes = byTag(counter("relay_tunnel_closes_total", "Tunnels closed, by WebSocket close code."), "code")
+export const recordTunnelClose = (code: number) => closes(String(code)).unsafeUpdate(1, [])
+
+const requests = byTag(counter("relay_requests_total", "Client HTTP requests to /hosts/..., by the status answered (499: the client went away first)."), "status")
 const requestDuration = Metric.histogram(
   "relay_request_duration_seconds",
-  MetricBoundaries.fromIterable([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
-  "Time from a client request's arrival to its answer."
+  MetricBoundaries.fromIterable([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
+  "Time from a client request's arrival to the end of its answer, for /hosts/... requests."
 )
-
 /** One client request answered with `status` after `seconds`. */
-export const requestAnswered = (status: number, seconds: number) =>
-  Effect.zipRight(
-    Metric.increment(cached(requests, "status", String(status))),
-    Metric.update(requestDuration, seconds)
-  )
+export const recordRequest = (status: number, seconds: number) => {
+  requests(String(status)).unsafeUpdate(1, [])
+  requestDuration.unsafeUpdate(seconds, [])
+}
 
-export const pendingRequests = Metric.gauge("relay_pending_requests", {
-  description: "Requests sent into tunnels and waiting for the host's response."
-})
-
-export const drains = Metric.counter("relay_drains_total", { description: "Drains started.", incremental: true })
-
+export const drainsTotal = counter("relay_drains_total", "Drains started (SIGINT/SIGTERM or the relay's scope closing).")
 export const drainDuration = Metric.histogram(
   "relay_drain_duration_seconds",
-  MetricBoundaries.fromIterable([0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16]),
-  "From the drain signal to the directory cleared."
+  MetricBoundaries.fromIterable([0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 4, 8, 16]),
+  "From the start of a drain to this relay's directory entries cleared."
 )
 
-const directoryErrors = Metric.counter("relay_directory_errors_total", {
-  description: "Directory calls that failed (Redis down or slow), by operation.",
-  incremental: true
-})
-export const directoryError = (op: string) => Metric.increment(cached(directoryErrors, "op", op))
+const directoryErrors = byTag(
+  counter("relay_directory_errors_total", "Directory calls that failed (Redis unreachable, slow or erroring), by operation."),
+  "op"
+)
+export const directoryError = (op: string) => Metric.increment(directoryErrors(op))
 
-const routedTotal = Metric.counter("relay_routed_total", {
-  description: "Client requests and WebSockets routed, by how: to a local tunnel, proxied to a peer relay, or sent there by fly-replay.",
-  incremental: true
-})
+const routedTotal = byTag(
+  counter("relay_routed_total", "Client requests and WebSockets routed: to a tunnel on this relay (local), proxied to the relay holding it (proxy), or sent there by Fly (fly-replay)."),
+  "mode"
+)
 export type RouteMode = "local" | "proxy" | "fly-replay"
-export const routed = (mode: RouteMode) => Metric.increment(cached(routedTotal, "mode", mode))
-
-const taggedCache = new WeakMap<object, Map<string, Metric.Metric.Counter<number>>>()
-
-/** The series of `metric` with one tag, made once per value. */
-function cached(metric: Metric.Metric.Counter<number>, key: string, value: string): Metric.Metric.Counter<number> {
-  let byValue = taggedCache.get(metric)
-  if (byValue === undefined) taggedCache.set(metric, byValue = new Map())
-  let series = byValue.get(value)
-  if (series === undefined) byValue.set(value, series = Metric.tagged(metric, key, value))
-  return series
-}
+export const routed = (mode: RouteMode) => Effect.sync(() => routedTotal(mode).unsafeUpdate(1, []))

@@ -1,5 +1,5 @@
-import { decodeHostId, Transport, type HostId } from "@effect-relay/protocol"
-import { Cause, Context, Effect, Either, FiberId, Layer, Runtime } from "effect"
+import { decodeHostId, PrometheusText, Transport, type HostId } from "@effect-relay/protocol"
+import { Cause, Context, Effect, Either, FiberId, Layer, Metric, Runtime } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
@@ -78,6 +78,16 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
             // The body of a refused upload is not read: the connection cannot be reused.
             ...(close ? { connection: "close" } : {})
           })
+          res.end(text)
+        })
+
+      /** Prometheus text; the gauges that are cheaper to read than to keep are read now. */
+      const metrics = (res: http.ServerResponse) =>
+        Effect.gen(function*() {
+          yield* Metric.set(RelayMetrics.tunnelsOpen, registry.size())
+          yield* Metric.set(RelayMetrics.pendingRequests, registry.pendingRequests())
+          const text = yield* PrometheusText.render(["relay_"])
+          res.writeHead(200, { "content-type": PrometheusText.contentType, "content-length": Buffer.byteLength(text) })
           res.end(text)
         })
 
@@ -180,6 +190,8 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
               : json(res, 200, { ready: true, tunnels: registry.size() })
           case "/tunnel":
             return json(res, 426, { error: "upgrade_required", message: "open /tunnel as a WebSocket" })
+          case "/metrics":
+            return metrics(res)
           default:
             return fail(res, new RouteNotFound({ path: pathname }))
         }
@@ -206,6 +218,9 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
           const refuse = (e: ClientError) => {
             const [code, reason] = toTunnelClose(e)
             return Effect.logWarning("tunnel.refused").pipe(
+              Effect.zipRight(RelayMetrics.registration(
+                e._tag === "Forbidden" ? "refused_forbidden" : e._tag === "BadHostId" ? "refused_bad_host_id" : "refused_unauthorized"
+              )),
               Effect.annotateLogs({ hostId: rawHostId, code, reason: e.message }),
               Effect.zipRight(conn.close(code, reason))
             )
@@ -282,9 +297,14 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         )
 
       server.on("request", (req, res) => {
+        const started = performance.now()
+        const counted = req.url?.startsWith("/hosts/") === true
         const fiber = run(handleRequest(req, res).pipe(guardRequest(res)))
         res.on("close", () => {
-          if (!res.writableFinished) fiber.unsafeInterruptAsFork(FiberId.none)
+          const finished = res.writableFinished
+          if (!finished) fiber.unsafeInterruptAsFork(FiberId.none)
+          // 499: the client went away before its answer was written (nginx's convention).
+          if (counted) RelayMetrics.recordRequest(finished ? res.statusCode : 499, (performance.now() - started) / 1000)
         })
       })
       server.on("upgrade", (req, socket, head) => {

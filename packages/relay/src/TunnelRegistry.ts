@@ -5,6 +5,7 @@ import { Draining, refuseWhileDraining } from "./Draining.js"
 import type { DirectoryUnavailable } from "./Errors.js"
 import { RelayAddress } from "./RelayAddress.js"
 import { RelayConfig } from "./RelayConfig.js"
+import * as RelayMetrics from "./RelayMetrics.js"
 import * as Tunnel from "./Tunnel.js"
 import { randomUUID } from "node:crypto"
 
@@ -43,6 +44,8 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
   /** The local tunnel for a host, if this relay holds it. */
   readonly get: (hostId: HostId) => Option.Option<Tunnel.Tunnel>
   readonly size: () => number
+  /** Requests in flight over all tunnels (for the pending-requests gauge, read at scrape time). */
+  readonly pendingRequests: () => number
   readonly hostIds: () => ReadonlyArray<HostId>
   /**
    * Interrupts every tunnel concurrently and waits for their finalizers (drain frame, flush, 4001).
@@ -141,6 +144,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       const open = (hostId: HostId, conn: Transport.Transport, tunnelId: string) =>
         Effect.gen(function*() {
           const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
+          conn.onClose((info) => RelayMetrics.recordTunnelClose(info.code))
           const close = Scope.close(scope, Exit.void)
           let held: Held | undefined
           yield* Scope.addFinalizer(scope, Effect.sync(() => {
@@ -175,6 +179,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
             Effect.as(true),
             Effect.catchTag("DirectoryUnavailable", (e) =>
               Effect.logError("tunnel.register_failed", e.message).pipe(
+                Effect.zipRight(RelayMetrics.registration("directory_unavailable")),
                 Effect.zipRight(tunnel.closeWith(CloseCodes.Internal, "directory unavailable")),
                 Effect.zipRight(close),
                 Effect.as(false)
@@ -193,6 +198,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           }
           // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
           yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : unregister)))
+          yield* RelayMetrics.registration("accepted")
           yield* Effect.logInfo("tunnel.registered")
         }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
 
@@ -293,6 +299,11 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
         register,
         get: (hostId) => Option.fromNullable(local.get(hostId)?.tunnel),
         size: () => local.size,
+        pendingRequests: () => {
+          let total = 0
+          for (const { tunnel } of local.values()) total += tunnel.pendingCount()
+          return total
+        },
         hostIds: () => [...local.keys()],
         closeAll,
         owner

@@ -3,6 +3,7 @@ import { Clock, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { Redis, type Result } from "ioredis"
 import { Directory, type DirectoryEntry, type EntryRef, type HeartbeatResult } from "../Directory.js"
 import { DirectoryUnavailable } from "../Errors.js"
+import * as RelayMetrics from "../RelayMetrics.js"
 
 /**
  * The directory in Redis, shared by every relay. Three keys under a prefix:
@@ -175,7 +176,9 @@ export const make = (options: RedisDirectoryOptions) =>
     const meta = `${options.keyPrefix}tunnel-meta`
     const ttl = `${options.keyPrefix}tunnel-ttl`
     const call = <A>(op: string, run: () => Promise<A>) =>
-      Effect.tryPromise({ try: run, catch: (cause) => new DirectoryUnavailable({ op, cause }) })
+      Effect.tryPromise({ try: run, catch: (cause) => new DirectoryUnavailable({ op, cause }) }).pipe(
+        Effect.tapError(() => RelayMetrics.directoryError(op))
+      )
     const metaOf = (entry: DirectoryEntry) =>
       encodeMeta({ tunnelId: entry.tunnelId, connectedAt: entry.connectedAt, internalUrl: entry.internalUrl })
 

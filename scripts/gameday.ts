@@ -21,7 +21,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { commit, flags, machine, repoRoot, sleep, table, workingTreeDirty, writeResult } from "./lib/bench.js"
+import { commit, cpuBusyPercent, cpuTimes, flags, machine, repoRoot, sleep, table, workingTreeDirty, writeResult } from "./lib/bench.js"
 import { type ChildWorker, startChildWorker } from "./lib/child-worker.js"
 import { countOwnedBy, readDirectory, staleEntries } from "./lib/directory-audit.js"
 import type { HostSettings, LoadCommand, LoadEvent, LoadReport } from "./lib/gameday-messages.js"
@@ -105,7 +105,12 @@ interface RoundResult {
   readonly drainMs: ReadonlyArray<number>
   readonly staleEntries: number
   readonly peakRegistrationsPerSec: number
-  readonly [extra: string]: unknown
+  /** Host-side view: how long tunnels were down (end of one tunnel to the opening of the next). */
+  readonly tunnelDowntime: ReturnType<typeof tunnelDowntime>
+  readonly machineCpuBusyPercent: number
+  readonly failureBreakdown: ReturnType<typeof groupFailures>
+  /** More detail for whoever reads the JSON (timeline, per-relay figures, harness health). */
+  readonly [detail: string]: unknown
 }
 
 const program = Effect.gen(function*() {
@@ -208,10 +213,12 @@ const program = Effect.gen(function*() {
     "outage p50/p99/max ms": `${r.outageMs.p50} / ${r.outageMs.p99} / ${r.outageMs.max}`,
     "drain ms a/b": r.drainMs.join(" / "),
     "stale entries": r.staleEntries,
-    "peak reg/s": r.peakRegistrationsPerSec
+    "tunnel down p50/p99 ms": `${r.tunnelDowntime.ms.p50} / ${r.tunnelDowntime.ms.p99}`,
+    "peak reg/s": r.peakRegistrationsPerSec,
+    "machine cpu %": r.machineCpuBusyPercent
   }))))
   for (const r of results) {
-    const groups = r.failureBreakdown as ReturnType<typeof groupFailures>
+    const groups = r.failureBreakdown
     if (groups.length === 0) continue
     console.log(`\n${r.name}: failed requests by phase (sent at), relay that answered, error`)
     console.log(table(groups.slice(0, 15).map((g) => ({
@@ -236,6 +243,8 @@ interface RoundContext {
   readonly targetUrl: string
   readonly logsDir: string
 }
+
+const roundDelay = (d: { readonly p99: number; readonly max: number }) => ({ p99: Math.round(d.p99), max: Math.round(d.max) })
 
 const runRound = (name: RoundName, ctx: RoundContext) =>
   Effect.gen(function*() {
@@ -279,6 +288,8 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       const measuring = load.waitFor("measuring", 10_000)
       load.send({ type: "measure" })
       const roundStart = (await measuring).at
+      fleet.measure()
+      const cpuAtStart = cpuTimes()
       await sleep(leadMs)
 
       const timeline: Array<TimelineEvent> = []
@@ -309,12 +320,13 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       const ended = load.waitFor("report", requestTimeoutMs + 30_000)
       load.send({ type: "end" })
       const report: LoadReport = await ended
-      return { roundStart, timeline, stops, entriesAtExit, restartMs, restartsDone, recovered, report }
+      const cpuBusy = cpuBusyPercent(cpuAtStart, cpuTimes())
+      return { roundStart, timeline, stops, entriesAtExit, restartMs, restartsDone, recovered, report, cpuBusy }
     })
 
     const { report, roundStart, timeline, stops } = measured
     const roundEnd = report.measuredTo
-    const gaps = yield* Effect.promise(() => fleet.gaps())
+    const fleetReport = yield* Effect.promise(() => fleet.report())
     const entries = yield* Effect.promise(() => readDirectory(redis, prefix))
     const stale = staleEntries(entries, relays.map((r) => ({ owner: r.owner, running: r.isRunning(), spawnedAt: r.currentSpawnedAt() })))
     const peakByRelay = Object.fromEntries(relays.map((r) => [r.name, peakPerSecond(r.registrations(), roundStart, roundEnd)]))
@@ -346,15 +358,23 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       entriesLeftAtExit: measured.entriesAtExit,
       staleEntryHosts: stale.slice(0, 20).map((e) => `${e.hostId} (${e.owner})`),
       everyHostBack: measured.recovered,
-      tunnelDowntime: tunnelDowntime(gaps, roundStart, roundEnd),
+      tunnelDowntime: tunnelDowntime(fleetReport.gaps, roundStart, roundEnd),
       latencyMs: report.latencyMs,
       loadGeneratorMaxLagMs: report.maxLagMs,
+      // A harness process that runs late measures late: these say whether the figures can be trusted.
+      eventLoopDelayMs: {
+        loadGenerator: roundDelay(report.eventLoopDelayMs),
+        hostWorkers: fleetReport.eventLoopDelayMs.map(roundDelay)
+      },
+      // Everything on the machine, the harness and anything else that ran: near 100 means starved.
+      machineCpuBusyPercent: measured.cpuBusy,
+      machineLoadAverage: os.loadavg().map((l) => +l.toFixed(2)),
       failuresDropped: report.failuresDropped,
       timeline: timeline.map((t) => ({ phase: t.phase, atMs: t.at - roundStart })),
       failureBreakdown
     }
     log(
-      `round ${name}: ${result.requests} requests, ${result.failedRequests} failed, ${result.refusedRetried} refused->retried, outage p99 ${result.outageMs.p99} ms, stale ${result.staleEntries}, peak ${result.peakRegistrationsPerSec} reg/s`
+      `round ${name}: ${result.requests} requests, ${result.failedRequests} failed, ${result.refusedRetried} refused->retried, outage p99 ${result.outageMs.p99} ms, stale ${result.staleEntries}, peak ${result.peakRegistrationsPerSec} reg/s; machine CPU ${measured.cpuBusy}% busy, event-loop delay max: load ${Math.round(report.eventLoopDelayMs.max)} ms, host workers ${fleetReport.eventLoopDelayMs.map((d) => Math.round(d.max)).join("/")} ms`
     )
     return result
   }).pipe(Effect.scoped)

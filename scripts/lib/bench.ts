@@ -80,4 +80,16 @@ export const rssKB = (pid: number): number => {
   return match ? Number(match[1]) : NaN
 }
 
+/** Busy and total CPU time of the whole machine so far (Linux /proc/stat, in clock ticks). */
+export const cpuTimes = (): { readonly busy: number; readonly total: number } => {
+  const fields = fs.readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const total = fields.reduce((a, b) => a + b, 0)
+  // idle + iowait
+  return { busy: total - fields[3]! - (fields[4] ?? 0), total }
+}
+
+/** Share of the machine's CPU time that was busy between two `cpuTimes` readings, in percent. */
+export const cpuBusyPercent = (from: ReturnType<typeof cpuTimes>, to: ReturnType<typeof cpuTimes>): number =>
+  to.total === from.total ? 0 : Math.round((100 * (to.busy - from.busy)) / (to.total - from.total))
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -47,7 +47,8 @@ export const startChildWorker = <Command, Event extends { readonly type: string 
 ): ChildWorker<Command, Event> => {
   const log = fs.openSync(logFile, "a")
   const child = fork(modulePath, [], {
-    execArgv: ["--import", "tsx"],
+    // GAMEDAY_WORKER_NODE_ARGS adds Node flags, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the workers.
+    execArgv: ["--import", "tsx", ...(process.env.GAMEDAY_WORKER_NODE_ARGS?.split(" ").filter((a) => a !== "") ?? [])],
     stdio: ["ignore", log, log, "ipc"],
     env: { ...process.env }
   })

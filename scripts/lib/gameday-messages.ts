@@ -22,6 +22,8 @@ export type FleetCommand =
     /** Host agents started at once while the fleet comes up. */
     readonly startConcurrency: number
   }
+  /** The round is measured from now: restart the event-loop delay statistics. */
+  | { readonly type: "measure" }
   | { readonly type: "report" }
   | { readonly type: "stop" }
 
@@ -35,9 +37,19 @@ export interface TunnelGap {
 
 export type FleetEvent =
   | { readonly type: "status"; readonly connected: number; readonly total: number }
-  | { readonly type: "report"; readonly gaps: ReadonlyArray<TunnelGap> }
+  | {
+    readonly type: "report"
+    readonly gaps: ReadonlyArray<TunnelGap>
+    /** How late the worker's event loop ran since "measure": a saturated worker reports late. */
+    readonly eventLoopDelayMs: EventLoopDelay
+  }
   | { readonly type: "stopped" }
   | { readonly type: "error"; readonly message: string }
+
+export interface EventLoopDelay {
+  readonly p99: number
+  readonly max: number
+}
 
 export type LoadCommand =
   | {
@@ -86,6 +98,7 @@ export interface LoadReport {
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number }
   /** How far behind its schedule the generator fell at worst (a busy generator shows here). */
   readonly maxLagMs: number
+  readonly eventLoopDelayMs: EventLoopDelay
 }
 
 export type LoadEvent =

@@ -10,6 +10,7 @@
  */
 import { HostAgent, HostAgentLive } from "@effect-relay/host"
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream } from "effect"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import type { FleetCommand, FleetEvent, TunnelGap } from "./gameday-messages.js"
 
 const send = (event: FleetEvent) => {
@@ -18,6 +19,9 @@ const send = (event: FleetEvent) => {
 
 // Without a parent there is nothing to report to: never linger as an orphan.
 process.on("disconnect", () => process.exit(0))
+
+const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+loopDelay.enable()
 
 const gaps: Array<TunnelGap> = []
 /** Index in `gaps` of each host's open gap (the host is reconnecting). */
@@ -89,8 +93,15 @@ const main = Effect.gen(function*() {
         total = command.hostIds.length
         void run(start(command, scope))
         return
+      case "measure":
+        loopDelay.reset()
+        return
       case "report":
-        send({ type: "report", gaps })
+        send({
+          type: "report",
+          gaps,
+          eventLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }
+        })
         return
       case "stop":
         // Releasing each agent closes its tunnel with 1000.

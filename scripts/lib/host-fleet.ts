@@ -5,7 +5,7 @@
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { startChildWorker } from "./child-worker.js"
-import type { FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./gameday-messages.js"
+import type { EventLoopDelay, FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./gameday-messages.js"
 
 const workerModule = path.join(path.dirname(fileURLToPath(import.meta.url)), "host-fleet-worker.ts")
 
@@ -16,8 +16,10 @@ export interface HostFleet {
   readonly total: number
   /** Resolves once every host's tunnel is open at the same time. */
   readonly allConnected: (timeoutMs: number) => Promise<void>
-  /** Every time a host's tunnel was down, since the fleet started. */
-  readonly gaps: () => Promise<ReadonlyArray<TunnelGap>>
+  /** The round is measured from now (restarts the workers' event-loop delay statistics). */
+  readonly measure: () => void
+  /** Every time a host's tunnel was down since the fleet started, and each worker's event-loop delay since `measure`. */
+  readonly report: () => Promise<{ readonly gaps: ReadonlyArray<TunnelGap>; readonly eventLoopDelayMs: ReadonlyArray<EventLoopDelay> }>
   /** Closes every tunnel (1000) and ends the workers; kills them if they do not end in time. */
   readonly stop: () => Promise<void>
 }
@@ -84,13 +86,13 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
       }
     })
 
-  const gaps = async () => {
+  const report = async () => {
     const reports = await Promise.all(workers.map(async (w) => {
       const answer = w.worker.waitFor("report", 10_000)
       w.worker.send({ type: "report" })
-      return (await answer).gaps
+      return answer
     }))
-    return reports.flat()
+    return { gaps: reports.flatMap((r) => r.gaps), eventLoopDelayMs: reports.map((r) => r.eventLoopDelayMs) }
   }
 
   const stop = async () => {
@@ -103,5 +105,9 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
     }))
   }
 
-  return { pids: workers.map((w) => w.worker.pid), connected, total: options.hostIds.length, allConnected, gaps, stop }
+  const measure = () => {
+    for (const w of workers) w.worker.send({ type: "measure" })
+  }
+
+  return { pids: workers.map((w) => w.worker.pid), connected, total: options.hostIds.length, allConnected, measure, report, stop }
 }

@@ -16,6 +16,7 @@
  * Driven over IPC (see `gameday-messages.ts`): "configure", "run", "measure", "end".
  */
 import * as http from "node:http"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import { percentile } from "./bench.js"
 import type { FailedRequest, LoadCommand, LoadEvent } from "./gameday-messages.js"
 
@@ -48,6 +49,8 @@ let failures: Array<FailedRequest> = []
 let failuresDropped = 0
 let latencies: Array<number> = []
 let maxLagMs = 0
+const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+loopDelay.enable()
 /** Completion time of each host's last successful response (kept across rounds as the anchor). */
 const lastSuccess = new Map<string, number>()
 let longestGap = new Map<string, number>()
@@ -170,6 +173,7 @@ const measure = () => {
   failures = []
   latencies = []
   maxLagMs = 0
+  loopDelay.reset()
   longestGap = new Map()
 }
 
@@ -199,7 +203,8 @@ const end = async () => {
     failuresDropped,
     longestGapMs,
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
-    maxLagMs
+    maxLagMs,
+    eventLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }
   })
 }
 

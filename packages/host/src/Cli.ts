@@ -11,6 +11,7 @@ import * as Option from "effect/Option"
 import { HostAgentLive } from "./HostAgent.js"
 import { Checks, HostAgentConfigDefaults as D, HostAgentEnv } from "./HostAgentConfig.js"
 import { logFormatLayer, LoggingEnv } from "./Logging.js"
+import { MetricsServerChecks, MetricsServerDefaults, MetricsServerEnv, MetricsServerLive } from "./MetricsServer.js"
 
 interface Check<A> {
   readonly message: string
@@ -66,6 +67,24 @@ const int = (
     checked(check)
   )
 
+const metricsPort = Options.integer("metrics-port").pipe(
+  Options.optional,
+  Options.withDescription(
+    "Serve GET /metrics (Prometheus text of the host_ metrics) and GET /health on this port (0: a free one, logged as host.metrics_listening). Default: off. Env: METRICS_PORT"
+  ),
+  Options.withFallbackConfig(MetricsServerEnv.port),
+  Options.filterMap(
+    (port) => (Option.isNone(port) || MetricsServerChecks.port.validation(port.value) ? Option.some(port) : Option.none()),
+    MetricsServerChecks.port.message
+  )
+)
+const metricsBind = Options.text("metrics-bind").pipe(
+  Options.withDescription(
+    `Address the metrics server binds (with --metrics-port). Default ${MetricsServerDefaults.bindHost}. Env: METRICS_BIND`
+  ),
+  Options.withFallbackConfig(MetricsServerEnv.bindHost)
+)
+
 export const command = Command.make(
   "effect-relay-host",
   {
@@ -95,15 +114,24 @@ export const command = Command.make(
       ),
       Options.withFallbackConfig(HostAgentEnv.resetOnDrain)
     ),
+    metricsPort,
+    metricsBind,
     logFormat: Options.choice("log-format", ["json", "pretty"]).pipe(
       Options.withDescription("json (one event per line) or pretty. Default json. Env: LOG_FORMAT"),
       Options.withFallbackConfig(LoggingEnv.format)
     )
   },
-  ({ logFormat, relay, target, ...config }) =>
+  ({ logFormat, metricsBind, metricsPort, relay, target, ...config }) =>
     relayUrls(relay).pipe(
-      Effect.flatMap((relayUrl) => Layer.launch(HostAgentLive({ ...config, relayUrl, targetUrl: target }))),
+      Effect.flatMap((relayUrl) => {
+        const agent = HostAgentLive({ ...config, relayUrl, targetUrl: target })
+        return Layer.launch(Option.match(metricsPort, {
+          onNone: () => agent,
+          onSome: (port) => MetricsServerLive({ port, bindHost: metricsBind }).pipe(Layer.provideMerge(agent))
+        }))
+      }),
       Effect.tapErrorCause((cause) => Effect.logFatal("host.failed", cause)),
+      Effect.annotateLogs({ hostId: config.hostId }),
       Effect.provide(logFormatLayer(logFormat))
     )
 ).pipe(

@@ -33,11 +33,25 @@ export class WatchdogTimeout extends Data.TaggedError("WatchdogTimeout")<{
 
 export type SessionEnd = ConnectError | TunnelClosed | WatchdogTimeout | DrainSignal
 
+/** Every value `reasonOf` can return. */
+export const reconnectReasons = [
+  "connect_failed",
+  "auth",
+  "closed_normal",
+  "ping_timeout",
+  "connection_lost",
+  "relay_error",
+  "closed_other",
+  "watchdog",
+  "drain"
+] as const
+export type ReconnectReason = typeof reconnectReasons[number]
+
 /**
  * A short, bounded label for why a session ended: the `reason` of the
  * reconnect counter and of the `tunnel.reconnect_in` log line.
  */
-export const reasonOf = (end: SessionEnd): string => {
+export const reasonOf = (end: SessionEnd): ReconnectReason => {
   switch (end._tag) {
     case "ConnectError":
       return end.status === 401 || end.status === 403 ? "auth" : "connect_failed"

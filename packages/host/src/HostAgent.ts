@@ -6,18 +6,18 @@ import {
   Effect,
   Exit,
   Layer,
-  Metric,
   Option,
   Random,
   Redacted,
   Ref,
+  type Scope,
   Stream,
   SubscriptionRef
 } from "effect"
 import * as Backoff from "./Backoff.js"
-import { ConnectError, reasonOf, type SessionEnd } from "./Errors.js"
+import { ConnectError, type ReconnectReason, reasonOf, type SessionEnd } from "./Errors.js"
 import { type HostAgentConfig, resolveHostAgentConfig, type ResolvedHostAgentConfig } from "./HostAgentConfig.js"
-import { countReconnect, tunnelConnected } from "./Metrics.js"
+import { countReconnect, tunnelOpenScoped } from "./Metrics.js"
 import { reconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectLoop.js"
 import * as Session from "./Session.js"
 import * as TargetHttp from "./TargetHttp.js"
@@ -101,42 +101,75 @@ const make = (config: ResolvedHostAgentConfig) =>
         Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(relayUrl), cause: defect })))
       )
 
+    // This agent's own counters, logged with each connect (the metrics are per process).
+    const startedAt = yield* Clock.currentTimeMillis
+    const counters = {
+      reconnects: 0,
+      byReason: {} as Record<string, number>,
+      lastReason: undefined as ReconnectReason | undefined,
+      // When the last tunnel ended (or the agent started): the outage a connect ends.
+      downSince: startedAt
+    }
+
+    /** One end of an attempt or a session: logged, counted, and remembered for the next connect line. */
+    const ended = (end: SessionEnd, relayUrl: string) =>
+      Effect.suspend(() => {
+        const reason = reasonOf(end)
+        counters.reconnects += 1
+        counters.byReason[reason] = (counters.byReason[reason] ?? 0) + 1
+        counters.lastReason = reason
+        if (end._tag === "DrainSignal") drainedFrom = relayUrl
+        return Effect.zipRight(logEnd(end), countReconnect(reason))
+      })
+
+    const session = (n: number, relayUrl: string): Effect.Effect<never, SessionEnd, TargetHttp.TargetHttp | Scope.Scope> =>
+      Effect.gen(function*() {
+        yield* SubscriptionRef.set(state, TunnelState.Connecting({ attempt: n }))
+        yield* Effect.logDebug("tunnel.connecting").pipe(Effect.annotateLogs({ attempt: n }))
+        const conn = yield* dial(relayUrl).pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
+        // Stopping the agent closes the tunnel with 1000 and a reason the relay can log.
+        yield* Effect.addFinalizer((exit) =>
+          Exit.isInterrupted(exit) ? conn.close(CloseCodes.Normal, "host agent stopped") : Effect.void
+        )
+        const since = yield* Clock.currentTimeMillis
+        yield* Ref.set(failedAttempts, 0)
+        yield* tunnelOpenScoped
+        // Runs before the close above (finalizers run in reverse): the tunnel is down from here on.
+        yield* Effect.addFinalizer(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            counters.downSince = now
+            return SubscriptionRef.set(state, TunnelState.Connecting({ attempt: 1 }))
+          })
+        )
+        yield* Effect.logInfo("tunnel.connected").pipe(Effect.annotateLogs({
+          attempt: n,
+          reconnects: counters.reconnects,
+          ...(counters.lastReason !== undefined ? { lastReason: counters.lastReason } : {}),
+          reconnectsByReason: { ...counters.byReason },
+          downMs: since - counters.downSince
+        }))
+        yield* SubscriptionRef.set(state, TunnelState.Connected({ since }))
+        return yield* Session.run(conn, {
+          watchdogMs: config.watchdogMs,
+          drainGraceMs: config.drainGraceMs,
+          channels: {
+            targetUrl: config.targetUrl,
+            connectTimeoutMs: config.connectTimeoutMs,
+            queueFrames: config.wsQueueFrames
+          }
+        })
+      })
+
+    // Every line of an attempt, its end included, names the relay (without credentials or query).
     const attempt: Effect.Effect<never, SessionEnd, TargetHttp.TargetHttp> = Effect.gen(function*() {
       const n = (yield* Ref.get(failedAttempts)) + 1
       const relayUrl = yield* pickRelay
-      yield* Effect.annotateLogsScoped({ relay: displayUrl(relayUrl) })
-      yield* Effect.addFinalizer((exit) =>
-        Effect.sync(() => {
-          if (Exit.isFailure(exit) && exit.cause._tag === "Fail" && (exit.cause.error as SessionEnd)._tag === "DrainSignal") {
-            drainedFrom = relayUrl
-          }
-        })
+      return yield* session(n, relayUrl).pipe(
+        Effect.scoped,
+        Effect.tapError((end) => ended(end, relayUrl)),
+        Effect.annotateLogs({ relay: displayUrl(relayUrl) })
       )
-      yield* SubscriptionRef.set(state, TunnelState.Connecting({ attempt: n }))
-      yield* Effect.logDebug("tunnel.connecting").pipe(Effect.annotateLogs({ attempt: n }))
-      const conn = yield* dial(relayUrl).pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
-      // Stopping the agent closes the tunnel with 1000 and a reason the relay can log.
-      yield* Effect.addFinalizer((exit) =>
-        Exit.isInterrupted(exit) ? conn.close(CloseCodes.Normal, "host agent stopped") : Effect.void
-      )
-      const since = yield* Clock.currentTimeMillis
-      yield* Ref.set(failedAttempts, 0)
-      yield* Metric.set(tunnelConnected, 1)
-      yield* Effect.logInfo("tunnel.connected").pipe(Effect.annotateLogs({ attempt: n }))
-      yield* SubscriptionRef.set(state, TunnelState.Connected({ since }))
-      return yield* Session.run(conn, {
-        watchdogMs: config.watchdogMs,
-        drainGraceMs: config.drainGraceMs,
-        channels: {
-          targetUrl: config.targetUrl,
-          connectTimeoutMs: config.connectTimeoutMs,
-          queueFrames: config.wsQueueFrames
-        }
-      }).pipe(Effect.ensuring(Metric.set(tunnelConnected, 0)))
-    }).pipe(
-      Effect.scoped,
-      Effect.tapError((end) => Effect.zipRight(logEnd(end), countReconnect(reasonOf(end))))
-    )
+    })
 
     const schedule = Backoff.schedule({
       baseMs: config.backoffBaseMs,
@@ -153,6 +186,15 @@ const make = (config: ResolvedHostAgentConfig) =>
     const loop = config.resetOnDrain
       ? reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain)
       : reconnectLoopWithoutDrainReset(attempt, schedule, reasonOf)
+
+    // Runs after the loop is interrupted (finalizers run in reverse order).
+    yield* Effect.addFinalizer(() =>
+      Effect.logInfo("host.stopped").pipe(Effect.annotateLogs({
+        hostId: config.hostId,
+        reconnects: counters.reconnects,
+        reconnectsByReason: { ...counters.byReason }
+      }))
+    )
 
     yield* loop.pipe(
       Effect.annotateLogs({ hostId: config.hostId }),

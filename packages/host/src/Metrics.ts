@@ -1,14 +1,38 @@
-import { Metric } from "effect"
+import { Effect, Metric } from "effect"
 
-/** Tunnel sessions that ended (and were followed by a reconnect), by reason (see `reasonOf`). */
+/**
+ * The host agent's metrics, on Effect's `Metric` (one registry per process),
+ * served by `MetricsServer` at `/metrics` in Prometheus text. Tagged series
+ * are made once per tag value and kept.
+ */
+
+/** Every end of a connect attempt or tunnel session (each is followed by another attempt), by reason (see `reasonOf`). */
 export const reconnectsTotal = Metric.counter("host_reconnects_total", {
-  description: "Tunnel sessions that ended and were followed by a reconnect, by reason",
+  description: "Times the host agent went back to dialing the relay: a connect attempt that failed or a tunnel that ended, by reason.",
   incremental: true
 })
 
-/** 1 while the tunnel to the relay is open, else 0. */
+/**
+ * Open tunnels of this process's host agents: 1 while the agent's tunnel is
+ * open, else 0 (a program that runs several agents sees how many are up).
+ */
 export const tunnelConnected = Metric.gauge("host_tunnel_connected", {
-  description: "1 while the tunnel to the relay is open"
+  description: "1 while the host agent's tunnel to the relay is open, else 0 (the number of open tunnels when a process runs several agents)."
 })
 
-export const countReconnect = (reason: string) => Metric.increment(Metric.tagged(reconnectsTotal, "reason", reason))
+const reconnectSeries = new Map<string, Metric.Metric.Counter<number>>()
+
+/** The `host_reconnects_total` series for one reason, made once. */
+export const reconnectsFor = (reason: string): Metric.Metric.Counter<number> => {
+  let series = reconnectSeries.get(reason)
+  if (series === undefined) reconnectSeries.set(reason, series = Metric.tagged(reconnectsTotal, "reason", reason))
+  return series
+}
+
+export const countReconnect = (reason: string): Effect.Effect<void> => Metric.increment(reconnectsFor(reason))
+
+/** Marks one tunnel open for as long as the scope lives. */
+export const tunnelOpenScoped = Effect.acquireRelease(
+  Metric.increment(tunnelConnected),
+  () => Metric.incrementBy(tunnelConnected, -1)
+)

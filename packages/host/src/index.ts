@@ -4,6 +4,8 @@ export {
   DrainSignal,
   InvalidRequest,
   reasonOf,
+  type ReconnectReason,
+  reconnectReasons,
   ResponseTooLarge,
   type SessionEnd,
   type TargetError,
@@ -24,5 +26,13 @@ export {
   type ResolvedHostAgentConfig
 } from "./HostAgentConfig.js"
 export { type LogFormat, logFormatLayer, LoggingEnv } from "./Logging.js"
-export { reconnectsTotal, tunnelConnected } from "./Metrics.js"
+export { reconnectsFor, reconnectsTotal, tunnelConnected } from "./Metrics.js"
+export {
+  MetricsServer,
+  MetricsServerDefaults,
+  MetricsServerEnv,
+  MetricsServerError,
+  MetricsServerLive,
+  type MetricsServerOptions
+} from "./MetricsServer.js"
 export { reconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectLoop.js"

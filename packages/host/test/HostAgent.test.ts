@@ -4,7 +4,7 @@ import { Context, Deferred, Duration, Effect, Either, Exit, HashMap, Layer, List
 import type { IncomingMessage } from "node:http"
 import * as net from "node:net"
 import type { WebSocket } from "ws"
-import { HostAgent, type HostAgentConfig, HostAgentLive, reconnectsTotal, tunnelConnected } from "../src/index.js"
+import { HostAgent, type HostAgentConfig, HostAgentLive, reconnectsFor, tunnelConnected } from "../src/index.js"
 import { httpServer, wsServer } from "./servers.js"
 
 const token = "s3cret-token-value"
@@ -86,8 +86,10 @@ const startAgent = (agentConfig: HostAgentConfig, logger: Layer.Layer<never>) =>
     return { agent: Context.get(context, HostAgent), stop }
   })
 
-const reconnects = (reason: string) =>
-  Metric.value(Metric.tagged(reconnectsTotal, "reason", reason)).pipe(Effect.map((state) => state.count))
+const reconnects = (reason: string) => Metric.value(reconnectsFor(reason)).pipe(Effect.map((state) => state.count))
+
+const linesOf = (logs: { readonly lines: ReadonlyArray<{ readonly message: unknown }> }, event: string) =>
+  logs.lines.filter((line) => JSON.stringify(line.message).includes(event))
 
 describe("HostAgentLive (fake relay over real WebSockets)", () => {
   it.scopedLive("dials /tunnel with the hostId and bearer token, answers pings and forwards HTTP", () =>
@@ -119,6 +121,49 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       const connectedLine = logs.lines.find((line) => JSON.stringify(line.message).includes("tunnel.connected"))
       expect(connectedLine?.annotations).toMatchObject({ hostId: "acme:laptop", relay: `${relay.url}/` })
       expect(logs.lines.some((line) => line.text.includes(token))).toBe(false)
+    }))
+
+  it.scopedLive("each connect logs the agent's own counters; every line of an attempt names the hostId and the relay", () =>
+    Effect.gen(function*() {
+      const relay = yield* fakeRelay()
+      const local = yield* target
+      const logs = yield* captureLogs
+      const before = yield* reconnects("ping_timeout")
+      const { agent } = yield* startAgent(
+        config(`${relay.url}?token=leak#frag`, local.url, { backoffBaseMs: 300, backoffCapMs: 300, backoffJitter: 0 }),
+        logs.layer
+      )
+      const first = yield* relay.nextConnection
+      yield* agent.awaitConnected
+      expect((yield* Metric.value(tunnelConnected)).value).toBe(1)
+      first.socket.close(CloseCodes.PingTimeout, "Ping timeout")
+      yield* Deferred.await(first.closed)
+      // Down at once: the gauge and the state do not wait for the next attempt.
+      yield* Effect.sleep("100 millis")
+      expect((yield* Metric.value(tunnelConnected)).value).toBe(0)
+      expect((yield* agent.state.get)._tag).toBe("Connecting")
+      yield* relay.nextConnection
+      yield* agent.awaitConnected
+      expect(yield* reconnects("ping_timeout")).toBe(before + 1)
+
+      const relayShown = `${relay.url}/`
+      const [firstUp, secondUp] = linesOf(logs, "tunnel.connected")
+      expect(firstUp?.annotations).toMatchObject({ hostId: "acme:laptop", relay: relayShown, attempt: 1, reconnects: 0, reconnectsByReason: {} })
+      expect(firstUp?.annotations.lastReason).toBeUndefined()
+      expect(secondUp?.annotations).toMatchObject({
+        hostId: "acme:laptop",
+        relay: relayShown,
+        attempt: 1,
+        reconnects: 1,
+        lastReason: "ping_timeout",
+        reconnectsByReason: { ping_timeout: 1 }
+      })
+      expect(secondUp?.annotations.downMs).toBeGreaterThanOrEqual(250)
+      const closed = linesOf(logs, "tunnel.closed")[0]
+      expect(closed?.annotations).toMatchObject({ hostId: "acme:laptop", relay: relayShown, code: CloseCodes.PingTimeout })
+      expect(linesOf(logs, "tunnel.reconnect_in")[0]?.annotations).toMatchObject({ hostId: "acme:laptop", reason: "ping_timeout" })
+      // The query string (where a token could hide) never reaches a log line.
+      expect(logs.lines.some((line) => line.text.includes("leak") || line.text.includes(token))).toBe(false)
     }))
 
   it.scopedLive("a drain frame: the tunnel stays open for the relay's 4001, then the agent reconnects within the drain jitter, not the backoff", () =>

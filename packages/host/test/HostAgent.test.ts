@@ -88,7 +88,7 @@ const startAgent = (agentConfig: HostAgentConfig, logger: Layer.Layer<never>) =>
 
 const reconnects = (reason: string) => Metric.value(reconnectsFor(reason)).pipe(Effect.map((state) => state.count))
 
-const linesOf = (logs: { readonly lines: ReadonlyArray<{ readonly message: unknown }> }, event: string) =>
+const linesOf = <L extends { readonly message: unknown }>(logs: { readonly lines: ReadonlyArray<L> }, event: string) =>
   logs.lines.filter((line) => JSON.stringify(line.message).includes(event))
 
 describe("HostAgentLive (fake relay over real WebSockets)", () => {

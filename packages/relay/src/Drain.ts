@@ -1,4 +1,4 @@
-import { Context, Effect, Layer, Metric, Runtime } from "effect"
+import { Context, Effect, Fiber, Layer, Metric, Runtime, Schedule } from "effect"
 import { Directory, ownerId } from "./Directory.js"
 import { Draining } from "./Draining.js"
 import { RelayConfig } from "./RelayConfig.js"
@@ -27,10 +27,11 @@ export interface DrainOptions {
  * Built after the server, so its finalizer runs first:
  * 1. flip to draining (`/ready` 503, registrations refused 4001);
  * 2. stop accepting connections;
- * 3. interrupt every tunnel: each tunnel's finalizer sends `{type:"drain"}`,
- *    waits up to the flush window for its host, and closes 4001;
+ * 3. close every tunnel's scope: each tunnel's finalizer sends `{type:"drain"}`,
+ *    waits up to the flush window for its host (idle ones do not wait), and closes 4001;
  * 4. close what is left of client connections;
- * 5. clear this relay's directory entries in one call;
+ * 5. clear this relay's directory entries in one call (sent at the start of step 3,
+ *    awaited here);
  * each phase logged with its duration, the whole bounded by a deadline.
  */
 export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
@@ -86,6 +87,23 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
           yield* server.stopAccepting
           yield* Effect.logInfo("drain.stopped_accepting").pipe(Effect.annotateLogs({ ms: since() }))
 
+          // The directory's one clear of this relay's entries runs while the tunnels close: its
+          // reply then comes before the hosts' answers to thousands of close frames, not behind
+          // them. Safe to run early: registrations are refused from now on, one still being written
+          // is rolled back when it sees the drain, and the clear only takes entries this relay
+          // owns (a host that already registered elsewhere keeps its new entry).
+          const clearStart = Date.now()
+          let clearMs = 0
+          const clearing = yield* directory.clearOwn(owner).pipe(
+            Effect.tap(() => Effect.sync(() => clearMs = Date.now() - clearStart)),
+            // The script is idempotent: a timeout (a busy event loop can make the reply late) is retried.
+            Effect.tapError((e) => Effect.logWarning("drain.directory_clear_retry", e.message)),
+            Effect.retry(Schedule.spaced("100 millis").pipe(Schedule.intersect(Schedule.recurs(3)))),
+            Effect.tapError((e) => Effect.logError("drain.directory_clear_failed", e.message)),
+            Effect.orElseSucceed(() => -1),
+            Effect.fork
+          )
+
           const report = yield* registry.closeAll((notified) =>
             Effect.logInfo("drain.notified").pipe(Effect.annotateLogs({ tunnels: notified, ms: since() }))
           )
@@ -93,13 +111,9 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
 
           yield* server.closeConnections
 
-          const clearStart = Date.now()
-          const entries = yield* directory.clearOwn(owner).pipe(
-            Effect.tapError((e) => Effect.logError("drain.directory_clear_failed", e.message)),
-            Effect.orElseSucceed(() => -1)
-          )
+          const entries = yield* Fiber.join(clearing)
           yield* Effect.logInfo("drain.directory_cleared").pipe(
-            Effect.annotateLogs({ entries, ms: since(), clearMs: Date.now() - clearStart })
+            Effect.annotateLogs({ entries, ms: since(), clearMs })
           )
           clearTimeout(timer)
           yield* Metric.update(RelayMetrics.drainDuration, since() / 1000)

@@ -3,11 +3,9 @@ import {
   CloseReasons,
   Deadlines,
   decodeBytes,
-  Drain,
   encodeBytes,
   HostToRelayCodec,
   HttpRequest,
-  Ping,
   RelayToHostCodec,
   type Transport,
   WsClose,
@@ -86,7 +84,7 @@ interface Waiting {
  */
 export interface TunnelHooks {
   /** Runs once the drain frame went out (the registry counts these for its `drain.notified` event). */
-  readonly onDrainNotified: Effect.Effect<void>
+  readonly onDrainNotified: () => void
   /** Runs on each pong: the host is alive (the registry refreshes the directory entry). Forked. */
   readonly onPong: Effect.Effect<void>
   /**
@@ -96,7 +94,10 @@ export interface TunnelHooks {
   readonly onEnded: (info: CloseInfo) => Effect.Effect<void>
 }
 
-const noHooks: TunnelHooks = { onDrainNotified: Effect.void, onPong: Effect.void, onEnded: () => Effect.void }
+const noHooks: TunnelHooks = { onDrainNotified: () => {}, onPong: Effect.void, onEnded: () => Effect.void }
+
+/** The same drain frame for every tunnel: encoded once. */
+const drainFrame = RelayToHostCodec.encode({ _tag: "drain", reason: "relay draining" })
 
 export interface TunnelOptions {
   readonly hooks?: TunnelHooks
@@ -186,7 +187,11 @@ export const make = (
       // A bug in handling one frame is logged; it must not stop the frames after it.
       if (rest !== Effect.void) runFork(Effect.catchAllDefect(rest, (d) => Effect.logError("tunnel.frame_defect", d)))
     })
-    conn.onClose(end)
+    let transportClosed = false
+    conn.onClose((info) => {
+      transportClosed = true
+      end(info)
+    })
 
     /** One ping period: close 1001 after too many missed pongs, else ping. False once timed out. */
     const pingTick = Effect.suspend(() => {
@@ -199,7 +204,7 @@ export const make = (
         )
       }
       missedPongs++
-      return Effect.as(Effect.ignore(send(conn, Ping.make({ ts: Date.now() }, true))), true)
+      return Effect.as(Effect.sync(() => conn.unsafeSend(RelayToHostCodec.encode({ _tag: "ping", ts: Date.now() }))), true)
     })
     // A registry with many tunnels pings them all from one fiber; a tunnel on its own pings itself.
     if (options.ownPinger ?? true) {
@@ -216,44 +221,49 @@ export const make = (
     // thousands of tunnels pays all at once.
     yield* Scope.addFinalizer(
       yield* Effect.scope,
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         closing = true
-        const already = yield* conn.closeInfo
-        if (Option.isNone(already) && Option.isNone(intent)) {
-          // Closed from outside: this relay is going away. Tell the host in-band, give it the flush
-          // window to finish in-flight responses and close by itself, then close 4001.
-          const notified = yield* send(conn, Drain.make({ reason: "relay draining" }, true)).pipe(
-            Effect.as(true),
-            Effect.orElseSucceed(() => false)
-          )
-          if (notified) yield* hooks.onDrainNotified
-          // Done early when the host closes or has answered everything in flight (an idle
-          // tunnel does not wait at all).
-          if (pending.size > 0) {
+        // Closed from outside (no intent, transport still open): this relay is going away. Tell
+        // the host in-band, give it the flush window to finish in-flight responses and close by
+        // itself, then close 4001. All of it is synchronous for an idle tunnel, which is nearly
+        // every tunnel of a large drain.
+        const drain = !transportClosed && Option.isNone(intent)
+        if (drain && conn.unsafeSend(drainFrame)) hooks.onDrainNotified()
+        if (drain && pending.size > 0) {
+          return Effect.gen(function*() {
             const settled = yield* Deferred.make<void>()
             onSettled = () => {
               if (pending.size === 0) Deferred.unsafeDone(settled, Exit.void)
             }
+            // Done early when the host closes or has answered everything in flight.
             yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(
               Effect.interruptible,
               Effect.timeout(config.drainFlushMs),
               Effect.ignore
             )
-          }
+            yield* finish
+          })
         }
-        for (const [id, waiting] of pending) settle(id, waiting, Effect.fail(new TunnelClosed({ hostId })))
-        const [clientCode, clientReason] = Option.isNone(intent)
-          ? [CloseCodes.ServiceRestart, "relay restarting"]
-          : [CloseCodes.Internal, "tunnel closed"]
-        for (const client of channels.values()) yield* client.close(clientCode, clientReason)
-        channels.clear()
-        for (const fiber of channelFibers) fiber.unsafeInterruptAsFork(FiberId.none)
-        channelFibers.clear()
-        if (Option.isSome(yield* conn.closeInfo)) return
-        const { code, reason } = Option.getOrElse(intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
-        yield* conn.close(code, reason)
+        return finish
       })
     )
+
+    /** The end of the finalizer: fail what still waits, close client channels, close the transport. */
+    const finish = Effect.suspend(() => {
+      for (const [id, waiting] of pending) settle(id, waiting, Effect.fail(new TunnelClosed({ hostId })))
+      const [clientCode, clientReason] = Option.isNone(intent)
+        ? [CloseCodes.ServiceRestart, "relay restarting"]
+        : [CloseCodes.Internal, "tunnel closed"]
+      const clients = [...channels.values()]
+      channels.clear()
+      for (const fiber of channelFibers) fiber.unsafeInterruptAsFork(FiberId.none)
+      channelFibers.clear()
+      const { code, reason } = Option.getOrElse(intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
+      const closeTunnel = transportClosed ? Effect.void : conn.close(code, reason)
+      return clients.length === 0
+        ? closeTunnel
+        : Effect.zipRight(Effect.forEach(clients, (client) => client.close(clientCode, clientReason), { discard: true }), closeTunnel)
+    })
 
     /** Ends one waiting request (response, timeout, or the tunnel closing); at most once. */
     function settle(id: string, waiting: Waiting, result: Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout>) {

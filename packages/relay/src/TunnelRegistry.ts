@@ -9,6 +9,12 @@ import * as RelayMetrics from "./RelayMetrics.js"
 import * as Tunnel from "./Tunnel.js"
 import { randomUUID } from "node:crypto"
 
+/** Resumes after the event loop has run its pending I/O callbacks once (a macrotask, unlike Effect.yieldNow). */
+const yieldToEventLoop = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
 /** An open tunnel and the scope its life runs in. */
 interface Held {
   readonly tunnel: Tunnel.Tunnel
@@ -154,10 +160,10 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
             }
           }))
           const hooks: Tunnel.TunnelHooks = {
-            onDrainNotified: Effect.sync(() => {
+            onDrainNotified: () => {
               notified++
               onNotified()
-            }),
+            },
             onPong: Effect.suspend(() => (held ? refresh(held.tunnel) : Effect.void)),
             onEnded: (end) =>
               // While draining, the drain's own events say what happened to every tunnel.
@@ -278,10 +284,17 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           const closeEvery = Effect.gen(function*() {
             const closingBusy = yield* Effect.forEach(busy, closeOne, { concurrency: "unbounded", discard: true }).pipe(Effect.fork)
             const lateBusy: Array<Held> = []
+            let sinceYield = 0
             for (const held of all) {
               if (busy.has(held)) continue
               if (isBusy(held)) lateBusy.push(held)
               else yield* closeOne(held)
+              // Let the event loop read sockets now and then (the directory's reply, in-flight
+              // responses of busy tunnels): a fiber's own yields only run other fibers.
+              if (++sinceYield === 256) {
+                sinceYield = 0
+                yield* yieldToEventLoop
+              }
             }
             yield* Effect.forEach(lateBusy, closeOne, { concurrency: "unbounded", discard: true })
             yield* Fiber.join(closingBusy)

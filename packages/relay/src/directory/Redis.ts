@@ -145,7 +145,9 @@ export const client = (url: Redacted.Redacted<string>) =>
       defineScripts(redis)
       return redis
     }),
-    (redis) => Effect.promise(() => redis.quit().catch(() => redis.disconnect()))
+    // Nothing is in flight by then (the drain's clear has been answered): close at once rather
+    // than wait for QUIT's reply behind whatever else the event loop has to read.
+    (redis) => Effect.sync(() => redis.disconnect())
   ).pipe(
     Effect.tap((redis) =>
       Effect.gen(function*() {

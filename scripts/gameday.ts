@@ -27,26 +27,32 @@ import { countOwnedBy, readDirectory, staleEntries } from "./lib/directory-audit
 import type { HostSettings, LoadCommand, LoadEvent, LoadReport } from "./lib/gameday-messages.js"
 import { groupFailures, outages, peakPerSecond, summarize, type TimelineEvent, tunnelDowntime } from "./lib/gameday-stats.js"
 import { type HostFleet, startHostFleet } from "./lib/host-fleet.js"
+import { sampleCpu } from "./lib/process-cpu.js"
 import { type RelayInstance, relayInstance } from "./lib/relay-instance.js"
 
 const roundKinds = {
   drain: { signal: "SIGINT", settings: { resetOnDrain: true, backoffCapMs: 5_000 } },
   sigkill: { signal: "SIGKILL", settings: { resetOnDrain: true, backoffCapMs: 5_000 } },
-  "drain-prefix-backoff": { signal: "SIGINT", settings: { resetOnDrain: false, backoffCapMs: 30_000 } }
-} as const satisfies Record<string, { signal: "SIGINT" | "SIGKILL"; settings: HostSettings }>
+  "drain-prefix-backoff": { signal: "SIGINT", settings: { resetOnDrain: false, backoffCapMs: 30_000 } },
+  // The control: the same hosts and load with no restart, so what the restarts cost can be told
+  // apart from what the load alone costs on this machine. Not in the default rounds.
+  steady: { signal: undefined, settings: { resetOnDrain: true, backoffCapMs: 5_000 } }
+} as const satisfies Record<string, { signal: "SIGINT" | "SIGKILL" | undefined; settings: HostSettings }>
 type RoundName = keyof typeof roundKinds
+const defaultRounds: ReadonlyArray<RoundName> = ["drain", "sigkill", "drain-prefix-backoff"]
 
 const help = `npm run gameday [-- flags]: rolling restart of two relays (proxy routing, shared Redis directory) under load.
   --hosts     host agents (real HostAgentLive, one per host, in --workers processes)
   --rate      requests per second over all hosts, alternating between the relays
   --rounds    comma-separated, run in this order: ${Object.keys(roundKinds).join(", ")}
+              (steady: the same hosts and load without any restart, the control)
   --duration  seconds each round is measured at least (the restarts happen inside; longer if they need it)
   --workers   host worker processes
   --out       directory for gameday-<timestamp>.json
 Set REDIS_URL to use an existing Redis (keys under a fresh prefix, removed afterwards); else a private redis-server is started.`
 
 const options = flags(
-  { hosts: 1000, rate: 500, rounds: Object.keys(roundKinds).join(","), duration: 30, workers: 2, out: path.join(repoRoot, "bench-results") },
+  { hosts: 1000, rate: 500, rounds: defaultRounds.join(","), duration: 30, workers: 2, out: path.join(repoRoot, "bench-results") },
   process.argv.slice(2),
   help
 )
@@ -290,23 +296,33 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       const roundStart = (await measuring).at
       fleet.measure()
       const cpuAtStart = cpuTimes()
+      const processCpu = sampleCpu(() => ({
+        ...Object.fromEntries(relays.map((r) => [`relay ${r.name}`, r.pid()])),
+        ...Object.fromEntries(fleet.pids.map((pid, i) => [`host worker ${i}`, pid])),
+        "load generator": load.pid,
+        "orchestrator + target": process.pid
+      }))
       await sleep(leadMs)
 
       const timeline: Array<TimelineEvent> = []
       const stops: Array<Awaited<ReturnType<RelayInstance["stop"]>>> = []
       const entriesAtExit: Record<string, number> = {}
       const restartMs: Record<string, number> = {}
-      for (const relay of relays) {
-        timeline.push({ at: Date.now(), phase: `${relay.name} ${kind.signal === "SIGINT" ? "draining" : "killed"}` })
-        const stop = await relay.stop(kind.signal)
-        stops.push(stop)
-        timeline.push({ at: stop.exitAt, phase: `${relay.name} down` })
-        entriesAtExit[relay.name] = countOwnedBy(await readDirectory(redis, prefix), relay.owner)
-        const start = await relay.start()
-        timeline.push({ at: start.listeningAt, phase: `${relay.name} listening, not ready` })
-        timeline.push({ at: start.readyAt, phase: `${relay.name} ready` })
-        restartMs[relay.name] = start.readyAt - stop.signalAt
-        log(`round ${name}: ${relay.name} ${kind.signal} -> exit ${stop.ms} ms (code ${stop.code ?? stop.signal}), left ${entriesAtExit[relay.name]} entries, ready again ${restartMs[relay.name]} ms after the signal`)
+      const signal = kind.signal
+      // One relay after the other, as a platform rolls a deploy; none in the steady round.
+      if (signal !== undefined) {
+        for (const relay of relays) {
+          timeline.push({ at: Date.now(), phase: `${relay.name} ${signal === "SIGINT" ? "draining" : "killed"}` })
+          const stop = await relay.stop(signal)
+          stops.push(stop)
+          timeline.push({ at: stop.exitAt, phase: `${relay.name} down` })
+          entriesAtExit[relay.name] = countOwnedBy(await readDirectory(redis, prefix), relay.owner)
+          const start = await relay.start()
+          timeline.push({ at: start.listeningAt, phase: `${relay.name} listening, not ready` })
+          timeline.push({ at: start.readyAt, phase: `${relay.name} ready` })
+          restartMs[relay.name] = start.readyAt - stop.signalAt
+          log(`round ${name}: ${relay.name} ${signal} -> exit ${stop.ms} ms (code ${stop.code ?? stop.signal}), left ${entriesAtExit[relay.name]} entries, ready again ${restartMs[relay.name]} ms after the signal`)
+        }
       }
       const restartsDone = Date.now()
       // Measure for --duration at least, and until every host is back and was requested again.
@@ -321,7 +337,8 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       load.send({ type: "end" })
       const report: LoadReport = await ended
       const cpuBusy = cpuBusyPercent(cpuAtStart, cpuTimes())
-      return { roundStart, timeline, stops, entriesAtExit, restartMs, restartsDone, recovered, report, cpuBusy }
+      const cpuByProcess = processCpu.stop()
+      return { roundStart, timeline, stops, entriesAtExit, restartMs, restartsDone, recovered, report, cpuBusy, cpuByProcess }
     })
 
     const { report, roundStart, timeline, stops } = measured
@@ -345,7 +362,7 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       drainMs: stops.map((s) => s.ms),
       staleEntries: stale.length,
       peakRegistrationsPerSec: Math.max(0, ...Object.values(peakByRelay)),
-      signal: kind.signal,
+      signal: kind.signal ?? "none",
       hostSettings: kind.settings,
       measuredMs: roundEnd - roundStart,
       hostsWithOutageOver1s: hostOutages.filter((o) => o > 1000).length,
@@ -368,6 +385,8 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       },
       // Everything on the machine, the harness and anything else that ran: near 100 means starved.
       machineCpuBusyPercent: measured.cpuBusy,
+      // Core-seconds and the busiest second (percent of one core) of each process of the game day.
+      cpuByProcess: measured.cpuByProcess,
       machineLoadAverage: os.loadavg().map((l) => +l.toFixed(2)),
       failuresDropped: report.failuresDropped,
       timeline: timeline.map((t) => ({ phase: t.phase, atMs: t.at - roundStart })),
@@ -375,6 +394,11 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
     }
     log(
       `round ${name}: ${result.requests} requests, ${result.failedRequests} failed, ${result.refusedRetried} refused->retried, outage p99 ${result.outageMs.p99} ms, stale ${result.staleEntries}, peak ${result.peakRegistrationsPerSec} reg/s; machine CPU ${measured.cpuBusy}% busy, event-loop delay max: load ${Math.round(report.eventLoopDelayMs.max)} ms, host workers ${fleetReport.eventLoopDelayMs.map((d) => Math.round(d.max)).join("/")} ms`
+    )
+    log(
+      `round ${name}: CPU core-seconds (busiest second): ${
+        Object.entries(measured.cpuByProcess).map(([p, c]) => `${p} ${c.cpuSeconds} (${c.peakPercent}%)`).join(", ")
+      }`
     )
     return result
   }).pipe(Effect.scoped)

@@ -215,8 +215,9 @@ process.on("message", (message) => {
       case "configure":
         config = command
         authorization = `Bearer ${command.token}`
-        // As many connections as the load needs; they are kept between requests.
-        agents = command.relayUrls.map(() => new http.Agent({ keepAlive: true, maxSockets: 256 }))
+        // As many connections as the load needs (no pool limit: a queue in front of a slow relay
+        // would turn its slowness into timeouts of the generator's own making); kept between requests.
+        agents = command.relayUrls.map(() => new http.Agent({ keepAlive: true, maxFreeSockets: 1024 }))
         send({ type: "configured" })
         return
       case "run":

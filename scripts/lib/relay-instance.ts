@@ -35,6 +35,8 @@ export interface RelayInstance {
   /** When the running process was spawned (entries written before that are a dead process's). */
   readonly currentSpawnedAt: () => number
   readonly isRunning: () => boolean
+  /** PID of the running process, if one runs. */
+  readonly pid: () => number | undefined
   readonly start: () => Promise<RelayStart>
   readonly stop: (signal: "SIGINT" | "SIGKILL") => Promise<RelayStop>
   /** Times (the relay's own log timestamps, ms) of every `tunnel.registered`, across restarts. */
@@ -128,6 +130,7 @@ export const relayInstance = (options: RelayInstanceOptions): RelayInstance => {
     owner: `${options.region}:${options.name}`,
     currentSpawnedAt: () => current()?.spawnedAt ?? 0,
     isRunning,
+    pid: () => (isRunning() ? current()?.pid : undefined),
     start,
     stop,
     registrations: () =>

@@ -93,7 +93,9 @@ const make = (config: ResolvedHostAgentConfig) =>
       Effect.disconnect(
         Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
           headers: { authorization: `Bearer ${Redacted.value(config.token)}` },
-          timeoutMs: config.connectTimeoutMs
+          timeoutMs: config.connectTimeoutMs,
+          // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).
+          zeroMask: true
         }))
       ).pipe(
         Effect.flatten,

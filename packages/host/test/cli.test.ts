@@ -76,6 +76,8 @@ describe("effect-relay-host CLI", () => {
           ["--backoff-cap-ms", "BACKOFF_CAP_MS"],
           ["--backoff-jitter", "BACKOFF_JITTER"],
           ["--reset-on-drain", "RESET_ON_DRAIN"],
+          ["--metrics-port", "METRICS_PORT"],
+          ["--metrics-bind", "METRICS_BIND"],
           ["--log-format", "LOG_FORMAT"]
         ]
       ) {

@@ -25,7 +25,11 @@ export interface LoggingProcess {
   readonly logs: Array<LogLine>
   /** Lines on stdout/stderr that were not JSON log lines. */
   readonly other: Array<string>
+  /** Everything the process wrote so far, byte for byte (decoded as UTF-8), per stream. */
+  readonly output: () => { readonly stdout: string; readonly stderr: string }
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null; readonly at: number }>
+  /** Resolves once the process exited and its stdout and stderr are closed (`output` is then complete). */
+  readonly closed: Promise<void>
   readonly waitForLog: (message: string, timeoutMs?: number) => Promise<LogLine>
   readonly signal: (signal: NodeJS.Signals) => void
   readonly spawnedAt: number
@@ -42,6 +46,7 @@ export const spawnLogging = (command: string, args: ReadonlyArray<string>, env: 
   })
   const logs: Array<LogLine> = []
   const other: Array<string> = []
+  const raw = { stdout: "", stderr: "" }
   const waiters: Array<() => void> = []
   const onLine = (text: string) => {
     if (text.trim() === "") return
@@ -57,10 +62,11 @@ export const spawnLogging = (command: string, args: ReadonlyArray<string>, env: 
     }
     other.push(text)
   }
-  for (const stream of [child.stdout!, child.stderr!]) {
+  for (const [name, stream] of [["stdout", child.stdout!], ["stderr", child.stderr!]] as const) {
     let buffer = ""
     stream.setEncoding("utf8")
     stream.on("data", (chunk: string) => {
+      raw[name] += chunk
       buffer += chunk
       let nl: number
       while ((nl = buffer.indexOf("\n")) !== -1) {
@@ -98,7 +104,9 @@ export const spawnLogging = (command: string, args: ReadonlyArray<string>, env: 
     pid: child.pid!,
     logs,
     other,
+    output: () => ({ ...raw }),
     exited,
+    closed: new Promise<void>((resolve) => child.on("close", () => resolve())),
     waitForLog,
     signal: (s) => void child.kill(s),
     spawnedAt

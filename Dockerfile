@@ -6,12 +6,11 @@
 # the host agent, the test kit, the benchmarks and every devDependency stay out.
 #
 # The base is pinned to the Node release the repository is tested with (Node 20.20.2 on Debian
-# 12 "bookworm"); both stages use the same image so the modules installed in the first run on the
-# second. Bump it on purpose, together with the Node used in CI.
-ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+# 12 "bookworm"); both stages name the same tag, so the modules installed in the first (esbuild's
+# native binary among them) run on the second. Bump both on purpose, with the Node used in CI.
 
 # ---- deps: production modules of the relay workspace only -------------------------------------
-FROM ${NODE_IMAGE} AS deps
+FROM node:20.20.2-bookworm-slim AS deps
 WORKDIR /app
 # npm ci checks the lockfile against every workspace listed in the root package.json, so all
 # four manifests come in (they are small); `--workspace @effect-relay/relay` then installs only
@@ -30,7 +29,7 @@ COPY packages/relay/bin packages/relay/bin
 COPY packages/relay/src packages/relay/src
 
 # ---- runtime -----------------------------------------------------------------------------------
-FROM ${NODE_IMAGE}
+FROM node:20.20.2-bookworm-slim
 # PID 1: tini (Debian's package) runs as PID 1 and starts node as its child.
 # - The relay handles SIGINT/SIGTERM itself (drain, exit 0; a second signal exits 130/143), and
 #   that would work with node as PID 1 too, because a handler is installed. But the kernel drops

@@ -232,6 +232,9 @@ const attach = (
 
   const close = (code: number, reason?: string) =>
     Effect.sync(() => {
+      // Frames still corked go out now, before the close frame: a process that exits right
+      // after closing (the end of a drain) would otherwise never send them.
+      if (corked) uncork()
       if (ws.readyState === WebSocket.CLOSED || ws.readyState === WebSocket.CLOSING) return
       if (ws.readyState === WebSocket.CONNECTING || code === 1006) return ws.terminate()
       if (code === 1005 || !isSendableCloseCode(code)) return ws.close()

@@ -40,6 +40,20 @@ const stubbornHost = (relay: RelayProcess, name: string, t: string) =>
 const logOrder = (relay: RelayProcess, names: ReadonlyArray<string>) => names.map((n) => relay.logs.findIndex((l) => messageOf(l) === n))
 
 describe("drain of a relay process on a signal", () => {
+  it.scopedLive("only idle tunnels (the drain ends within one event-loop round): each host still gets the drain frame and 4001 before the process exits", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelayProcess({ env: env() })
+      const t = yield* token({ org: "acme" })
+      const hosts = yield* Effect.forEach(["i1", "i2", "i3"], (name) => fakeHost(relay.ws, `acme:${name}`, t))
+      while (relay.logs.filter((l) => messageOf(l) === "tunnel.registered").length < 3) yield* Effect.sleep("20 millis")
+      relay.signal("SIGINT")
+      expect(yield* Effect.promise(() => relay.exited)).toMatchObject({ code: 0, signal: null })
+      for (const host of hosts) {
+        expect((yield* Effect.promise(() => host.closed)).code).toBe(CloseCodes.Drain)
+        expect(host.messages().at(-1)?._tag).toBe("drain")
+      }
+    }))
+
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     it.scopedLive(`${signal}: drain frame then 4001 to every host, registrations refused 4001, entries cleared, exit 0, phases logged in order`, () =>
       Effect.gen(function*() {

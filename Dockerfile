@@ -17,6 +17,8 @@ WORKDIR /app
 # what the relay needs (its dependencies and the protocol workspace it links to), and
 # `--omit=dev` leaves out the root's and the relay's devDependencies (vitest, the host agent...).
 # tsx is a production dependency of the relay: the bin loads the TypeScript entry through it.
+# Peer dependencies stay (no --omit=peer): @effect/printer-ansi needs its peer @effect/typeclass
+# at start-up, and --omit=peer would save only ~11 MB of the ~100 MB.
 COPY package.json package-lock.json ./
 COPY packages/protocol/package.json packages/protocol/
 COPY packages/relay/package.json packages/relay/

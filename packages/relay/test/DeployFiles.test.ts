@@ -50,7 +50,9 @@ describe("deploy files", () => {
       expect(killMs - deadlineMs).toBeGreaterThanOrEqual(1000)
       expect(tomlString(text, "auto_stop_machines")).toBe("off")
       expect(tomlString(text, "strategy")).toBe("rolling")
-      expect(tomlString(text, "path")).toBe("/health")
+      // The health check is /health; Fly scrapes /metrics from the relay's own port.
+      expect(text).toMatch(/\[\[http_service\.checks\]\][^[]*?\n\s*path\s*=\s*"\/health"/)
+      expect(text).toMatch(/\[metrics\][^[]*?\n\s*port\s*=\s*8080[^[]*?\n\s*path\s*=\s*"\/metrics"/)
       expect(tomlString(text, "type")).toBe("connections")
       expect(tomlString(text, "PORT")).toBe("8080")
       expect(text).toMatch(/^\s*internal_port\s*=\s*8080\s*$/m)

@@ -49,7 +49,10 @@ const help = `npm run gameday [-- flags]: rolling restart of two relays (proxy r
   --duration  seconds each round is measured at least (the restarts happen inside; longer if they need it)
   --workers   host worker processes
   --out       directory for gameday-<timestamp>.json
-Set REDIS_URL to use an existing Redis (keys under a fresh prefix, removed afterwards); else a private redis-server is started.`
+Set REDIS_URL to use an existing Redis (keys under a fresh prefix, removed afterwards); else a private redis-server is started.
+Logs of the relays, host workers and load generator go to a temporary directory (printed). For investigating:
+GAMEDAY_HOST_LOG_LEVEL=info logs every host's connects, drains and reconnect delays (default warn);
+GAMEDAY_WORKER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" passes Node flags to the worker processes.`
 
 const options = flags(
   { hosts: 1000, rate: 500, rounds: defaultRounds.join(","), duration: 30, workers: 2, out: path.join(repoRoot, "bench-results") },
@@ -80,8 +83,8 @@ const settleMs = Math.max(1_000, 2 * spacingMs + 500)
 const recoveryTimeoutMs = 90_000
 const requestTimeoutMs = 10_000
 
-const log = (line: string) => console.log(`[gameday +${((Date.now() - startedAt) / 1000).toFixed(1)}s] ${line}`)
 const startedAt = Date.now()
+const log = (line: string) => console.log(`[gameday +${((Date.now() - startedAt) / 1000).toFixed(1)}s] ${line}`)
 
 /** A plain target every host forwards to: `200 ok`, connections kept for the whole run. */
 const startTarget = Effect.acquireRelease(

@@ -84,6 +84,8 @@ export const reasonOf = (end: SessionEnd): ReconnectReason => {
 /** The target could not be reached (connection refused, reset before the response, DNS...). */
 export class TargetUnreachable extends Data.TaggedError("TargetUnreachable")<{
   readonly detail: string
+  /** Failed on a reused keep-alive socket the target had just closed: the request never reached it. */
+  readonly staleSocket?: boolean
 }> {
   get message() {
     return `target unreachable: ${this.detail}`

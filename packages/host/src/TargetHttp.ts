@@ -87,10 +87,11 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
 
         let responded = false
         outgoing.on("error", (error) => {
+          const staleSocket = outgoing.reusedSocket && (error as NodeJS.ErrnoException).code === "ECONNRESET"
           settle(Effect.fail(
             responded
               ? new TargetResponseFailed({ detail: describe(error) })
-              : new TargetUnreachable({ detail: describe(error) })
+              : new TargetUnreachable({ detail: describe(error), ...(staleSocket ? { staleSocket } : {}) })
           ))
         })
         outgoing.on("response", (response) => {
@@ -146,6 +147,9 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
 
     const forward = (request: HttpRequest): Effect.Effect<HttpResponse> =>
       exchange(request).pipe(
+        // A kept-alive socket the target closed as it was reused (its keep-alive timeout, 5 s for
+        // Node servers) fails before any answer: sent once more, on a fresh socket.
+        Effect.catchIf((e) => e._tag === "TargetUnreachable" && e.staleSocket === true, () => exchange(request)),
         Effect.flatMap((answer) => toResponse(request, answer)),
         Effect.catchAll((error) =>
           Effect.logWarning("http.target_error").pipe(

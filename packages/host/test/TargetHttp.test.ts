@@ -190,4 +190,24 @@ describe("TargetHttp (real node:http target)", () => {
       expect(response.status).toBe(400)
       expect(errorOf(response).error).toBe("invalid_request")
     }))
+
+  it.scopedLive("a kept-alive socket the target closes just as it is reused: the request is sent again on a new socket and answered", () =>
+    Effect.gen(function*() {
+      // Answers the first request on each connection; a second request on the same connection
+      // finds it closed (what a target whose keep-alive timeout just ran out does).
+      const seen = { requests: 0, connections: 0 }
+      const { server, url } = yield* httpServer((req, res) => {
+        seen.requests++
+        const socket = req.socket as typeof req.socket & { served?: boolean }
+        if (socket.served) return void socket.destroy()
+        socket.served = true
+        res.end("ok")
+      })
+      server.on("connection", () => seen.connections++)
+      const both = yield* Effect.all([forward(get("/a", "r1")), Effect.flatMap(Effect.sleep("20 millis"), () => forward(get("/b", "r2")))], { concurrency: 1 }).pipe(
+        Effect.provide(forwarder(url))
+      )
+      expect(both.map((r) => r.status)).toEqual([200, 200])
+      expect(seen).toEqual({ requests: 3, connections: 2 })
+    }))
 })

@@ -91,7 +91,12 @@ export class PeerForbidden extends Data.TaggedError("PeerForbidden")<{}> {
 }
 
 /** The relay that owns the host could not be reached to proxy to. */
-export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{ readonly owner: string; readonly cause?: unknown }> {
+export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{
+  readonly owner: string
+  readonly cause?: unknown
+  /** The request failed on a reused keep-alive socket the peer had closed: safe to send again. */
+  readonly staleSocket?: boolean
+}> {
   get message() {
     return `the relay holding this host (${this.owner}) cannot be reached`
   }

@@ -45,7 +45,8 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
         )
       }
       const secret = Option.map(config.peerSecret, (s) => Buffer.from(Redacted.value(s)))
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
+      // Idle sockets retire after 30 s, well before a peer (75 s keep-alive) would close them.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: 30_000 })
       yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
 
       const guardHeaders = (): Record<string, string> => ({
@@ -66,6 +67,13 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
         })
 
       const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
+        forwardOnce(entry, req, body, res).pipe(
+          // A kept-alive socket the peer closed just as it was reused fails before any answer:
+          // the request never reached the peer, so it is sent once more on a fresh socket.
+          Effect.catchIf((e) => e.staleSocket === true, () => forwardOnce(entry, req, body, res))
+        )
+
+      const forwardOnce = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
         Effect.async<void, PeerUnreachable>((resume) => {
           let upstream: http.ClientRequest
           try {
@@ -92,7 +100,10 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
             if (answered) {
               res.destroy()
               resume(Effect.void)
-            } else resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause })))
+            } else {
+              const staleSocket = upstream.reusedSocket && (cause as NodeJS.ErrnoException).code === "ECONNRESET"
+              resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause, ...(staleSocket ? { staleSocket } : {}) })))
+            }
           })
           upstream.end(body)
           return Effect.sync(() => upstream.destroy())

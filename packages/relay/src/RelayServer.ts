@@ -286,6 +286,11 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       }
 
       const server = http.createServer()
+      // Load balancers and peer relays keep connections to the relay open between requests; the
+      // relay must not be the side that closes an idle one first (a request sent on it just as
+      // it closes fails with a reset). 75 s is above the 60 s idle timeout common to proxies.
+      server.keepAliveTimeout = 75_000
+      server.headersTimeout = 80_000
       /** Anything unexpected (a defect) still answers the client, and is logged. */
       const guardRequest = (res: http.ServerResponse) =>
         Effect.catchAllCause((cause: Cause.Cause<never>) =>

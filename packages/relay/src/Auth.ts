@@ -1,5 +1,6 @@
 import { orgOf, type HostId } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { createSecretKey } from "node:crypto"
 import * as jose from "jose"
 import { Forbidden, Unauthorized } from "./Errors.js"
 import { RelayConfig, type AuthSettings } from "./RelayConfig.js"
@@ -22,7 +23,8 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
   static make = (settings: AuthSettings, now: () => number = Date.now) =>
     Effect.sync(() => {
       const key = settings.key._tag === "Secret"
-        ? new TextEncoder().encode(Redacted.value(settings.key.secret))
+        // A key object made once: given raw bytes, jose imports them again for every token.
+        ? createSecretKey(Buffer.from(Redacted.value(settings.key.secret), "utf8"))
         : jose.createRemoteJWKSet(new URL(settings.key.url))
       const options: jose.JWTVerifyOptions = {
         algorithms: settings.key._tag === "Secret" ? ["HS256"] : ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"],

@@ -1,0 +1,84 @@
+/**
+ * Prints the README's benchmark tables (markdown) from the JSON files the
+ * benchmark scripts wrote, so every figure in the README can be traced to a
+ * file: `npx tsx scripts/bench-table.ts bench-results/forward-….json
+ * bench-results/tunnels-….json bench-results/gameday-….json`.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+type Json = Record<string, any>
+
+const files = process.argv.slice(2)
+if (files.length === 0 || files.includes("--help")) {
+  console.log("usage: tsx scripts/bench-table.ts <forward-*.json> <tunnels-*.json> <gameday-*.json> (any of them)")
+  process.exit(files.length === 0 ? 2 : 0)
+}
+
+const int = (n: number) => Math.round(n).toLocaleString("en-US")
+const ms = (n: number) => (n < 10 ? n.toFixed(2) : n < 100 ? n.toFixed(1) : int(n))
+
+const forward = (d: Json, name: string) => {
+  const row = (system: string, scenario: string, c: number) =>
+    d.results.find((r: Json) => r.system === system && r.scenario === scenario && r.connections === c)
+  const cell = (system: string, scenario: string, c: number) => {
+    const r = row(system, scenario, c)
+    return r === undefined ? "—" : `${int(r.reqPerSec)} (${ms(r.p50Ms)} / ${ms(r.p99Ms)} ms)`
+  }
+  console.log(`Forwarding — ${name}: ${d.date}, commit \`${d.commit}\`, ${d.machine}, load by ${d.tool}, ${d.warmupS} s warm-up and ${d.durationS} s per run.`)
+  console.log("")
+  console.log("| scenario: req/s (p50 / p99) | direct | effect-relay | localtunnel | two node:http proxies |")
+  console.log("|---|---|---|---|---|")
+  for (const [scenario, c] of [["small GET", 1], ["small GET", 32], ["1 MiB POST echo", 4], ["ws echo round trip", 1]] as const) {
+    console.log(`| ${scenario} c=${c} | ${cell("direct", scenario, c)} | ${cell("effect-relay", scenario, c)} | ${cell("localtunnel", scenario, c)} | ${cell("proxy-chain", scenario, c)} |`)
+  }
+  console.log("")
+  console.log("| ratio | effect-relay / direct | effect-relay / localtunnel | effect-relay / proxies | added p50 vs direct |")
+  console.log("|---|---|---|---|---|")
+  for (const r of d.ratios as Array<Json>) {
+    const x = (v: number | null | undefined) => (v === null || v === undefined ? "—" : `${v.toFixed(2)}×`)
+    console.log(`| ${r.scenario} | ${x(r.relayVsDirect)} | ${x(r.relayVsLocaltunnel)} | ${x(r.relayVsProxyChain)} | +${r.addedP50Ms.toFixed(3)} ms |`)
+  }
+  console.log("")
+}
+
+const tunnels = (d: Json, name: string) => {
+  console.log(`Tunnels — ${name}: ${d.date}, commit \`${d.commit}\`, ${d.machine}.`)
+  console.log("")
+  console.log("| 10,000 idle tunnels, one relay | measured | target |")
+  console.log("|---|---|---|")
+  console.log(`| tunnels opened | ${int(d.opened)} of ${int(d.tunnels)} | |`)
+  console.log(`| relay RSS before / after | ${d.rssBeforeMB} MB / ${d.rssAfterMB} MB | |`)
+  console.log(`| RSS per tunnel | ${d.rssPerTunnelKB} KB | ≤ 30 KB |`)
+  console.log(`| signal → every drain frame received | ${int(d.drainFramesMs)} ms | |`)
+  console.log(`| signal → last 4001 close | ${int(d.lastCloseMs)} ms | |`)
+  console.log(`| directory clear (one EVAL, as the relay measured it) | ${int(d.directoryClearMs)} ms | ≤ 100 ms |`)
+  console.log(`| signal → exit | ${int(d.signalToExitMs)} ms, exit code ${d.exitCode} | ≤ 1,500 ms |`)
+  console.log(`| close codes seen by the hosts | ${Object.entries(d.closeCodes).map(([k, v]) => `${k} × ${int(v as number)}`).join(", ")} | |`)
+  console.log(`| directory entries left for the relay | ${d.leftoverEntries} | 0 |`)
+  console.log("")
+}
+
+const gameday = (d: Json, name: string) => {
+  console.log(`Game day — ${name}: ${d.date}, commit \`${d.commit}\`, ${d.machine}, ${int(d.hosts)} hosts, ${d.rate} req/s, ${d.durationS} s per round.`)
+  console.log("")
+  console.log("| round | requests | failed | refused, retried | per-host outage p50 / p99 / max | drain (signal → exit) per relay | stale entries | peak registrations/s |")
+  console.log("|---|---|---|---|---|---|---|---|")
+  for (const r of d.rounds as Array<Json>) {
+    const pct = r.requests > 0 ? ((100 * r.failedRequests) / r.requests).toFixed(1) : "0"
+    console.log(
+      `| ${r.name} | ${int(r.requests)} | ${int(r.failedRequests)} (${pct}%) | ${int(r.refusedRetried)} | ` +
+        `${int(r.outageMs.p50)} / ${int(r.outageMs.p99)} / ${int(r.outageMs.max)} ms | ${(r.drainMs as Array<number>).map(int).join(", ")} ms | ${r.staleEntries} | ${r.peakRegistrationsPerSec} |`
+    )
+  }
+  console.log("")
+}
+
+for (const file of files) {
+  const d = JSON.parse(fs.readFileSync(file, "utf8")) as Json
+  const name = `\`bench-results/${path.basename(file)}\``
+  if (Array.isArray(d.rounds)) gameday(d, name)
+  else if ("rssPerTunnelKB" in d) tunnels(d, name)
+  else if (Array.isArray(d.results)) forward(d, name)
+  else console.error(`${file}: not a benchmark result this script knows`)
+}

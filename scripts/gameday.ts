@@ -29,6 +29,7 @@ import { groupFailures, outages, peakPerSecond, summarize, type TimelineEvent, t
 import { type HostFleet, startHostFleet } from "./lib/host-fleet.js"
 import { sampleCpu } from "./lib/process-cpu.js"
 import { type RelayInstance, relayInstance } from "./lib/relay-instance.js"
+import { readTcpCounters, tcpCountersSince } from "./lib/tcp-counters.js"
 
 const roundKinds = {
   drain: { signal: "SIGINT", settings: { resetOnDrain: true, backoffCapMs: 5_000 } },
@@ -299,6 +300,7 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       const roundStart = (await measuring).at
       fleet.measure()
       const cpuAtStart = cpuTimes()
+      const tcpAtStart = readTcpCounters()
       const processCpu = sampleCpu(() => ({
         ...Object.fromEntries(relays.map((r) => [`relay ${r.name}`, r.pid()])),
         ...Object.fromEntries(fleet.pids.map((pid, i) => [`host worker ${i}`, pid])),
@@ -341,7 +343,8 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       const report: LoadReport = await ended
       const cpuBusy = cpuBusyPercent(cpuAtStart, cpuTimes())
       const cpuByProcess = processCpu.stop()
-      return { roundStart, timeline, stops, entriesAtExit, restartMs, restartsDone, recovered, report, cpuBusy, cpuByProcess }
+      const tcp = tcpCountersSince(tcpAtStart)
+      return { roundStart, timeline, stops, entriesAtExit, restartMs, restartsDone, recovered, report, cpuBusy, cpuByProcess, tcp }
     })
 
     const { report, roundStart, timeline, stops } = measured
@@ -390,13 +393,16 @@ const runRound = (name: RoundName, ctx: RoundContext) =>
       machineCpuBusyPercent: measured.cpuBusy,
       // Core-seconds and the busiest second (percent of one core) of each process of the game day.
       cpuByProcess: measured.cpuByProcess,
+      // Machine-wide kernel counters during the round: connections a full listen queue dropped
+      // (the client then sees a reset or a refusal from a process that is running).
+      tcpListenQueue: measured.tcp,
       machineLoadAverage: os.loadavg().map((l) => +l.toFixed(2)),
       failuresDropped: report.failuresDropped,
       timeline: timeline.map((t) => ({ phase: t.phase, atMs: t.at - roundStart })),
       failureBreakdown
     }
     log(
-      `round ${name}: ${result.requests} requests, ${result.failedRequests} failed, ${result.refusedRetried} refused->retried, outage p99 ${result.outageMs.p99} ms, stale ${result.staleEntries}, peak ${result.peakRegistrationsPerSec} reg/s; machine CPU ${measured.cpuBusy}% busy, event-loop delay max: load ${Math.round(report.eventLoopDelayMs.max)} ms, host workers ${fleetReport.eventLoopDelayMs.map((d) => Math.round(d.max)).join("/")} ms`
+      `round ${name}: ${result.requests} requests, ${result.failedRequests} failed, ${result.refusedRetried} refused->retried, outage p99 ${result.outageMs.p99} ms, stale ${result.staleEntries}, peak ${result.peakRegistrationsPerSec} reg/s; machine CPU ${measured.cpuBusy}% busy, event-loop delay max: load ${Math.round(report.eventLoopDelayMs.max)} ms, host workers ${fleetReport.eventLoopDelayMs.map((d) => Math.round(d.max)).join("/")} ms; listen-queue overflows ${measured.tcp.ListenOverflows}`
     )
     log(
       `round ${name}: CPU core-seconds (busiest second): ${

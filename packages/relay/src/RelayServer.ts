@@ -336,7 +336,10 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         Effect.async<number, Error>((resume) => {
           const onError = (error: Error) => resume(Effect.fail(error))
           server.once("error", onError)
-          server.listen(config.port, config.bindHost, () => {
+          // A deploy sends a relay every host of the one draining at once: a deep accept queue
+          // (Node's default is 511; the kernel caps it at net.core.somaxconn) keeps that burst from
+          // overflowing it, which clients see as refused or reset connections.
+          server.listen({ port: config.port, host: config.bindHost, backlog: 4096 }, () => {
             server.off("error", onError)
             resume(Effect.succeed((server.address() as { port: number }).port))
           })

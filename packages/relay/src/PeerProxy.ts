@@ -101,8 +101,14 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
               res.destroy()
               resume(Effect.void)
             } else {
-              const staleSocket = upstream.reusedSocket && (cause as NodeJS.ErrnoException).code === "ECONNRESET"
-              resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause, ...(staleSocket ? { staleSocket } : {}) })))
+              const code = (cause as NodeJS.ErrnoException).code
+              const staleSocket = upstream.reusedSocket && code === "ECONNRESET"
+              resume(Effect.fail(new PeerUnreachable({
+                owner: entry.owner,
+                cause,
+                ...(staleSocket ? { staleSocket } : {}),
+                ...(code === "ECONNREFUSED" ? { refused: true } : {})
+              })))
             }
           })
           upstream.end(body)

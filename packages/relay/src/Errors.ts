@@ -29,11 +29,7 @@ export class HostOffline extends Data.TaggedError("HostOffline")<{ readonly host
 }
 
 /** The tunnel closed while the request was waiting for its response. */
-export class TunnelClosed extends Data.TaggedError("TunnelClosed")<{
-  readonly hostId: string
-  /** The tunnel was closing before the request went out: the host never saw it (safe to send elsewhere). */
-  readonly beforeSend?: boolean
-}> {
+export class TunnelClosed extends Data.TaggedError("TunnelClosed")<{ readonly hostId: string }> {
   get message() {
     return `the tunnel to ${this.hostId} closed before the host answered`
   }
@@ -100,8 +96,6 @@ export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{
   readonly cause?: unknown
   /** The request failed on a reused keep-alive socket the peer had closed: safe to send again. */
   readonly staleSocket?: boolean
-  /** The peer refused the connection (not listening): the request never reached it. */
-  readonly refused?: boolean
 }> {
   get message() {
     return `the relay holding this host (${this.owner}) cannot be reached`

@@ -101,14 +101,8 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
               res.destroy()
               resume(Effect.void)
             } else {
-              const code = (cause as NodeJS.ErrnoException).code
-              const staleSocket = upstream.reusedSocket && code === "ECONNRESET"
-              resume(Effect.fail(new PeerUnreachable({
-                owner: entry.owner,
-                cause,
-                ...(staleSocket ? { staleSocket } : {}),
-                ...(code === "ECONNREFUSED" ? { refused: true } : {})
-              })))
+              const staleSocket = upstream.reusedSocket && (cause as NodeJS.ErrnoException).code === "ECONNRESET"
+              resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause, ...(staleSocket ? { staleSocket } : {}) })))
             }
           })
           upstream.end(body)

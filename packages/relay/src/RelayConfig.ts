@@ -31,11 +31,6 @@ export interface RelaySettings {
   readonly drainFlushMs: number
   /** Bound on the whole drain; past it the relay logs what was still open and exits 1. Keep below the platform's kill timeout. */
   readonly drainDeadlineMs: number
-  /**
-   * How long a client request for a host that is between tunnels (no entry yet, its relay just
-   * stopped, its tunnel closing) is held while the host reconnects, before 503. 0: answer at once.
-   */
-  readonly hostWaitMs: number
   /** The shared directory (Redis), when set; else the in-memory one. */
   readonly redisUrl: Option.Option<Redacted.Redacted<string>>
   readonly redisKeyPrefix: string
@@ -76,7 +71,6 @@ export class RelayConfig extends Context.Tag("effect-relay/RelayConfig")<RelayCo
         maxPendingPerTunnel: settings.maxPendingPerTunnel,
         drainFlushMs: settings.drainFlushMs,
         drainDeadlineMs: settings.drainDeadlineMs,
-        hostWaitMs: settings.hostWaitMs,
         redisUrl: settings.redisUrl,
         redisKeyPrefix: settings.redisKeyPrefix,
         directoryTtlMs: settings.directoryTtlMs,
@@ -118,7 +112,6 @@ export const settings = {
   maxPendingPerTunnel: positiveInt("MAX_PENDING_PER_TUNNEL", 1000),
   drainFlushMs: positiveInt("DRAIN_FLUSH_MS", 500),
   drainDeadlineMs: positiveInt("DRAIN_DEADLINE_MS", 8000),
-  hostWaitMs: Config.integer("HOST_WAIT_MS").pipe(Config.withDefault(5000), Config.validate({ message: "HOST_WAIT_MS must be 0 or more", validation: (n) => n >= 0 })),
   redisUrl: Config.option(Config.redacted("REDIS_URL")),
   redisKeyPrefix: Config.string("REDIS_KEY_PREFIX").pipe(Config.withDefault("relay:")),
   directoryTtlMs: positiveInt("DIRECTORY_TTL_MS", 90_000),

@@ -1,10 +1,10 @@
 import { decodeHostId, PrometheusText, Transport, type HostId } from "@effect-relay/protocol"
-import { Cause, Context, Duration, Effect, Either, FiberId, Layer, Metric, Runtime, Schedule } from "effect"
+import { Cause, Context, Effect, Either, FiberId, Layer, Metric, Runtime } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { WebSocketServer, type WebSocket } from "ws"
 import { Auth } from "./Auth.js"
-import { BadHostId, BadRequest, PayloadTooLarge, type PeerUnreachable, RouteNotFound, type ClientError, type TunnelClosed } from "./Errors.js"
+import { BadHostId, BadRequest, PayloadTooLarge, RouteNotFound, type ClientError } from "./Errors.js"
 import { httpErrorBody, toHttpError, toTunnelClose, type HttpError } from "./ErrorResponse.js"
 import { requestHeadersForHost, responseHeadersForClient } from "./Headers.js"
 import { bearerToken, parseHostRoute, takeToken } from "./HostRoute.js"
@@ -110,37 +110,17 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       // Counted, not logged: a log line per request would cost more than the rest of its routing.
       const routed = (mode: RelayMetrics.RouteMode, _hostId: HostId) => RelayMetrics.routed(mode)
 
-      const forwardRemote = (
-        req: http.IncomingMessage,
-        res: http.ServerResponse,
-        target: Extract<Route, { _tag: "Remote" }>,
-        readOnce: Effect.Effect<Buffer, PayloadTooLarge | BadRequest>
-      ) =>
+      const forwardRemote = (req: http.IncomingMessage, res: http.ServerResponse, target: Extract<Route, { _tag: "Remote" }>) =>
         Effect.gen(function*() {
           if (config.routing === "fly-replay" && replayable(req)) {
             yield* routed("fly-replay", target.entry.hostId)
             res.writeHead(200, { "fly-replay": replayHeader(target), "content-length": 0 })
             return res.end()
           }
-          const body = yield* readOnce
+          const body = yield* readBody(req, config.maxBodyBytes)
           yield* routed("proxy", target.entry.hostId)
           yield* peers.forwardHttp(target.entry, req, body, res)
         })
-
-      /**
-       * A host is between tunnels for a moment on every deploy: its relay drained (entry cleared,
-       * or the relay no longer listening, or the tunnel closing) and it has not registered again
-       * yet. A request for it then is held and routed again every 100 ms, up to `hostWaitMs`,
-       * instead of failing at once. Only failures where the request never reached a host are
-       * retried; a drain of this relay answers at once (it is leaving).
-       */
-      const holdWhileReconnecting = <A, E extends { readonly _tag: string }, R>(attempt: Effect.Effect<A, E, R>) =>
-        config.hostWaitMs <= 0 ? attempt : attempt.pipe(
-          Effect.retry({
-            schedule: Schedule.spaced("100 millis").pipe(Schedule.upTo(Duration.millis(config.hostWaitMs))),
-            while: (e: E) => !draining.isDraining() && betweenTunnels(e)
-          })
-        )
 
       const forward = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {
@@ -159,27 +139,19 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
               Effect.catchTag("HostOffline", (e) => json(res, 404, { error: "host_offline", message: e.message }))
             )
           }
-          // The body is read once, whatever route the request ends up taking.
-          const readOnce = yield* Effect.cached(readBody(req, config.maxBodyBytes))
-          const attempt = Effect.gen(function*() {
-            const target = yield* router.locate(route.hostId, { fromPeer })
-            if (target._tag === "Remote") {
-              yield* forwardRemote(req, res, target, readOnce)
-              return undefined
-            }
-            const body = yield* readOnce
-            yield* routed("local", route.hostId)
-            return yield* target.tunnel.request({
-              method: req.method ?? "GET",
-              path: route.query === "" ? route.path : `${route.path}?${route.query}`,
-              headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
-                drop: [PeerHeaders.hop, PeerHeaders.secret]
-              }),
-              body
-            })
+          const target = yield* router.locate(route.hostId, { fromPeer })
+          if (target._tag === "Remote") return yield* forwardRemote(req, res, target)
+          const tunnel = target.tunnel
+          const body = yield* readBody(req, config.maxBodyBytes)
+          yield* routed("local", route.hostId)
+          const response = yield* tunnel.request({
+            method: req.method ?? "GET",
+            path: route.query === "" ? route.path : `${route.path}?${route.query}`,
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: [PeerHeaders.hop, PeerHeaders.secret]
+            }),
+            body
           })
-          const response = yield* (fromPeer ? attempt : holdWhileReconnecting(attempt))
-          if (response === undefined) return
           if (response.status < 200) {
             // An interim status is not an answer: the client would wait for one that never comes.
             return yield* json(res, 502, { error: "bad_response", message: `the host answered with status ${response.status}` })
@@ -382,20 +354,6 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
 }
 
 const noBody = Buffer.alloc(0)
-
-/** A failure where the request reached no host, because the host is reconnecting: worth routing again. */
-const betweenTunnels = (e: { readonly _tag: string }): boolean => {
-  switch (e._tag) {
-    case "HostOffline":
-      return true
-    case "TunnelClosed":
-      return (e as TunnelClosed).beforeSend === true
-    case "PeerUnreachable":
-      return (e as PeerUnreachable).refused === true
-    default:
-      return false
-  }
-}
 
 /** Reads a request body, refusing anything over `limit` bytes before reading it where the length is declared. */
 const readBody = (req: http.IncomingMessage, limit: number) =>

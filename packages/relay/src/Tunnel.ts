@@ -278,7 +278,7 @@ export const make = (
     // or the tunnel closing) resumes it. No fiber, Deferred or timer race of its own.
     const request = (req: ForwardRequest) =>
       Effect.async<ForwardResponse, TunnelClosed | RequestTimeout | TooManyPendingRequests>((resume) => {
-        if (closing) return resume(Effect.fail(new TunnelClosed({ hostId, beforeSend: true })))
+        if (closing) return resume(Effect.fail(new TunnelClosed({ hostId })))
         if (pending.size >= config.maxPendingPerTunnel) {
           return resume(Effect.fail(new TooManyPendingRequests({ hostId, limit: config.maxPendingPerTunnel })))
         }
@@ -286,7 +286,7 @@ export const make = (
         const frame = RelayToHostCodec.encode(
           { _tag: "http", id, method: req.method, path: req.path, headers: req.headers, ...(req.body.length > 0 ? encodeBytes(req.body) : {}) } satisfies HttpRequest
         )
-        if (!conn.unsafeSend(frame)) return resume(Effect.fail(new TunnelClosed({ hostId, beforeSend: true })))
+        if (!conn.unsafeSend(frame)) return resume(Effect.fail(new TunnelClosed({ hostId })))
         const waiting: Waiting = { resume, cancelTimeout: () => {} }
         pending.set(id, waiting)
         waiting.cancelTimeout = deadlines.add(() =>

@@ -34,7 +34,6 @@ const serveOptions = {
   routing: withEnv(Options.choice("routing", ["proxy", "fly-replay"]), settings.routing, "How requests reach a host held by another relay (env ROUTING; default fly-replay when FLY_APP_NAME is set, else proxy)."),
   internalUrl: withEnv(Options.optional(Options.text("internal-url")), settings.internalUrl, "Where other relays reach this one (env RELAY_INTERNAL_URL; default http://<FLY_PRIVATE_IP or 127.0.0.1>:<port>)."),
   peerSecret: withEnv(Options.optional(Options.redacted("peer-secret")), settings.peerSecret, "Shared secret between relays, required to proxy (env RELAY_PEER_SECRET)."),
-  hostWaitMs: withEnv(Options.integer("host-wait-ms"), settings.hostWaitMs, "Hold a request for a host that is between tunnels (reconnecting after a deploy) this long before 503 host_offline; 0 answers at once (env HOST_WAIT_MS, default 5000)."),
   drainDeadlineMs: withEnv(Options.integer("drain-deadline-ms"), settings.drainDeadlineMs, "Bound on the whole drain; past it log what is open and exit 1. Keep below the platform's kill timeout (env DRAIN_DEADLINE_MS, default 8000)."),
   logFormat
 }
@@ -79,7 +78,6 @@ const serve = Command.make("serve", serveOptions, (o) =>
           maxPendingPerTunnel: o.maxPendingPerTunnel,
           drainFlushMs: o.drainFlushMs,
           drainDeadlineMs: o.drainDeadlineMs,
-          hostWaitMs: o.hostWaitMs,
           redisUrl: o.redisUrl,
           redisKeyPrefix: o.redisKeyPrefix,
           directoryTtlMs: o.directoryTtlMs,

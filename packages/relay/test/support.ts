@@ -19,8 +19,6 @@ export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySetti
   maxPendingPerTunnel: 1000,
   drainFlushMs: 500,
   drainDeadlineMs: 8000,
-  // Tests of host_offline want the answer at once; the hold has its own test.
-  hostWaitMs: 0,
   redisUrl: Option.none(),
   redisKeyPrefix: "relay:",
   directoryTtlMs: 90_000,

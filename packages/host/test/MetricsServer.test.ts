@@ -1,12 +1,11 @@
-import { fakeHost, messageOf, startHostProcess, startRelayProcess, startTarget, testSecret, token } from "@effect-relay/testkit"
+import { fakeHost, messageOf, startHostProcess, startRelayProcess, startTarget, testSecret, token, parsePrometheus, type PrometheusFamily } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer, SubscriptionRef } from "effect"
-import parse, { type Family } from "parse-prometheus-text-format"
 import * as net from "node:net"
 import { HostAgent, MetricsServer, MetricsServerError, MetricsServerLive, TunnelState } from "../src/index.js"
 
 /** One sample's value; 0 when the series does not exist. Without `labels`, the sum over the family. */
-const valueOf = (families: ReadonlyArray<Family>, name: string, labels?: Record<string, string>): number => {
+const valueOf = (families: ReadonlyArray<PrometheusFamily>, name: string, labels?: Record<string, string>): number => {
   const samples = families.find((f) => f.name === name)?.metrics ?? []
   const matching = labels === undefined
     ? samples
@@ -21,7 +20,7 @@ const scrape = (port: number) =>
     const { res, text } = yield* get(`http://127.0.0.1:${port}/metrics`)
     expect(res.status).toBe(200)
     expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4")
-    return parse(text)
+    return parsePrometheus(text)
   })
 
 /** Polls `check` every 50 ms until it returns true (or fails the test after `timeoutMs`). */
@@ -130,7 +129,7 @@ describe("effect-relay-host --metrics-port (child processes)", () => {
       // (A drain should end the session with `drain`; `connection_lost` is accepted too, so that this test is about
       // the host's metrics, not about the relay's drain, which Drain.process.test.ts checks.)
       const beforeStop = yield* scrape(port)
-      const sessionEnds = (f: ReadonlyArray<Family>) =>
+      const sessionEnds = (f: ReadonlyArray<PrometheusFamily>) =>
         valueOf(f, "host_reconnects_total", { reason: "drain" }) + valueOf(f, "host_reconnects_total", { reason: "connection_lost" })
       relay.signal("SIGINT")
       yield* Effect.promise(() => relay.exited)

@@ -1,15 +1,14 @@
 import { HttpResponse, PrometheusText } from "@effect-relay/protocol"
-import { fakeHost, openSocket, token } from "@effect-relay/testkit"
+import { fakeHost, openSocket, token, parsePrometheus, type PrometheusFamily } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, MetricBoundaries, Scope } from "effect"
-import parse, { type Family } from "parse-prometheus-text-format"
 import { RelayLiveMemory } from "../src/Relay.js"
 import { RelayServer } from "../src/RelayServer.js"
 import { TunnelRegistry } from "../src/TunnelRegistry.js"
 import { eventually, get, testConfig } from "./support.js"
 
 /** One sample's value (a counter or gauge), 0 when the series does not exist yet. */
-const valueOf = (families: ReadonlyArray<Family>, name: string, labels: Record<string, string> = {}): number => {
+const valueOf = (families: ReadonlyArray<PrometheusFamily>, name: string, labels: Record<string, string> = {}): number => {
   const family = families.find((f) => f.name === name)
   const sample = family?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
   return Number(sample?.value ?? sample?.count ?? 0)
@@ -27,7 +26,7 @@ describe("/metrics", () => {
         const res = yield* get(`${base}/metrics`)
         expect(res.status).toBe(200)
         expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4")
-        return parse(yield* Effect.promise(() => res.text()))
+        return parsePrometheus(yield* Effect.promise(() => res.text()))
       })
 
       const before = yield* scrape
@@ -64,11 +63,11 @@ describe("/metrics", () => {
 
       // The drain closes the server, so its figures are read from the same registry in process.
       yield* Scope.close(scope, Exit.void)
-      const drained = parse(yield* PrometheusText.render(["relay_"]))
+      const drained = parsePrometheus(yield* PrometheusText.render(["relay_"]))
       expect(valueOf(drained, "relay_drains_total") - valueOf(after, "relay_drains_total")).toBe(1)
       // The 4001 close is counted when its handshake completes, just after the drain.
       yield* eventually(Effect.filterOrFail(
-        Effect.map(PrometheusText.render(["relay_"]), (text) => valueOf(parse(text), "relay_tunnel_closes_total", { code: "4001" }) - valueOf(after, "relay_tunnel_closes_total", { code: "4001" })),
+        Effect.map(PrometheusText.render(["relay_"]), (text) => valueOf(parsePrometheus(text), "relay_tunnel_closes_total", { code: "4001" }) - valueOf(after, "relay_tunnel_closes_total", { code: "4001" })),
         (n) => n === 1
       ))
       const drainDuration = drained.find((f) => f.name === "relay_drain_duration_seconds")
@@ -82,7 +81,7 @@ describe("/metrics", () => {
       yield* Metric.update(Metric.histogram("relaytest_seconds", MetricBoundaries.fromIterable([0.1, 1])), 0.5)
       const text = yield* PrometheusText.render(["relaytest_"])
       expect(text).toContain('relaytest_odd_total{label="say \\"hi\\"\\\\ and\\nbye"} 1')
-      const families = parse(text)
+      const families = parsePrometheus(text)
       expect(families.find((f) => f.name === "relaytest_odd_total")?.metrics[0]?.labels?.label).toBe(odd)
       const histogram = families.find((f) => f.name === "relaytest_seconds")
       expect(histogram?.metrics[0]?.buckets).toEqual({ "0.1": "0", "1": "1", "+Inf": "1" })

@@ -13,7 +13,7 @@ export type ConnectError = Transport.ConnectError
 export { DrainSignal }
 
 /** The relay closed the tunnel (or the connection dropped) with a code other than 4001. */
-export class TunnelClosed extends Data.TaggedError("TunnelClosed")<{
+export class SessionClosed extends Data.TaggedError("SessionClosed")<{
   readonly code: number
   readonly reason: string
 }> {
@@ -31,7 +31,7 @@ export class WatchdogTimeout extends Data.TaggedError("WatchdogTimeout")<{
   }
 }
 
-export type SessionEnd = ConnectError | TunnelClosed | WatchdogTimeout | DrainSignal
+export type SessionEnd = ConnectError | SessionClosed | WatchdogTimeout | DrainSignal
 
 /** Every value `reasonOf` can return. */
 export const reconnectReasons = [
@@ -59,7 +59,7 @@ export const reasonOf = (end: SessionEnd): ReconnectReason => {
       return "watchdog"
     case "DrainSignal":
       return "drain"
-    case "TunnelClosed":
+    case "SessionClosed":
       switch (end.code) {
         case CloseCodes.Normal:
           return "closed_normal"

@@ -49,7 +49,7 @@ const logEnd = (end: SessionEnd): Effect.Effect<void> => {
           ...(end.status !== undefined ? { status: end.status } : {}),
           error: end.message
         }))
-    case "TunnelClosed":
+    case "SessionClosed":
       return end.code === CloseCodes.Policy
         ? Effect.logError("tunnel.closed").pipe(Effect.annotateLogs({
           code: end.code,

@@ -1,3 +1,4 @@
+import { TaggedMetric } from "@effect-relay/protocol"
 import { Effect, Metric } from "effect"
 
 /**
@@ -7,10 +8,10 @@ import { Effect, Metric } from "effect"
  */
 
 /** Every end of a connect attempt or tunnel session (each is followed by another attempt), by reason (see `reasonOf`). */
-export const reconnectsTotal = Metric.counter("host_reconnects_total", {
-  description: "Times the host agent went back to dialing the relay: a connect attempt that failed or a tunnel that ended, by reason.",
-  incremental: true
-})
+export const reconnectsTotal = TaggedMetric.counter(
+  "host_reconnects_total",
+  "Times the host agent went back to dialing the relay: a connect attempt that failed or a tunnel that ended, by reason."
+)
 
 /**
  * Open tunnels of this process's host agents: 1 while the agent's tunnel is
@@ -20,14 +21,8 @@ export const tunnelConnected = Metric.gauge("host_tunnel_connected", {
   description: "1 while the host agent's tunnel to the relay is open, else 0 (the number of open tunnels when a process runs several agents)."
 })
 
-const reconnectSeries = new Map<string, Metric.Metric.Counter<number>>()
-
 /** The `host_reconnects_total` series for one reason, made once. */
-export const reconnectsFor = (reason: string): Metric.Metric.Counter<number> => {
-  let series = reconnectSeries.get(reason)
-  if (series === undefined) reconnectSeries.set(reason, series = Metric.tagged(reconnectsTotal, "reason", reason))
-  return series
-}
+export const reconnectsFor = TaggedMetric.byTag(reconnectsTotal, "reason")
 
 export const countReconnect = (reason: string): Effect.Effect<void> => Metric.increment(reconnectsFor(reason))
 

@@ -6,7 +6,7 @@
  * supervisor, not for the world.
  */
 import { PrometheusText } from "@effect-relay/protocol"
-import { Cause, Config, Context, Data, Effect, Layer, Metric, Runtime, SubscriptionRef } from "effect"
+import { Cause, Context, Data, Effect, Layer, Metric, Runtime, SubscriptionRef } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { reconnectReasons } from "./Errors.js"
@@ -19,8 +19,6 @@ export interface MetricsServerOptions {
   /** Address to bind; default 127.0.0.1. */
   readonly bindHost?: string
 }
-
-export const MetricsServerDefaults = { bindHost: "127.0.0.1" } as const
 
 /** The metrics server could not listen (port taken, address not local...). */
 export class MetricsServerError extends Data.TaggedError("MetricsServerError")<{
@@ -39,22 +37,9 @@ export class MetricsServer extends Context.Tag("effect-relay/host/MetricsServer"
   readonly bindHost: string
 }>() {}
 
-const validPort = (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535
-
-/** Checks shared by the CLI flags and the environment. */
-export const MetricsServerChecks = {
-  port: { message: "must be an integer from 0 to 65535 (0: a free port)", validation: validPort }
-} as const
-
-/** `METRICS_PORT` (unset: no metrics server) and `METRICS_BIND`. */
-export const MetricsServerEnv = {
-  port: Config.option(Config.integer("METRICS_PORT").pipe(Config.validate(MetricsServerChecks.port))),
-  bindHost: Config.string("METRICS_BIND").pipe(Config.withDefault(MetricsServerDefaults.bindHost))
-} as const
-
 const make = (options: MetricsServerOptions) =>
   Effect.gen(function*() {
-    const bindHost = options.bindHost ?? MetricsServerDefaults.bindHost
+    const bindHost = options.bindHost ?? "127.0.0.1"
     const agent = yield* HostAgent
     const runtime = yield* Effect.runtime<never>()
     // Series that exist before anything happened, so a scraper sees 0 rather than nothing.

@@ -10,7 +10,7 @@ import {
   type Transport
 } from "@effect-relay/protocol"
 import { Duration, Effect, FiberSet } from "effect"
-import { TunnelClosed, WatchdogTimeout } from "./Errors.js"
+import { SessionClosed, WatchdogTimeout } from "./Errors.js"
 import * as TargetChannels from "./TargetChannels.js"
 import { TargetHttp } from "./TargetHttp.js"
 
@@ -31,7 +31,7 @@ export interface SessionOptions {
   readonly channels: TargetChannels.TargetChannelsOptions
 }
 
-export type SessionEnded = TunnelClosed | WatchdogTimeout | DrainSignal
+export type SessionEnded = SessionClosed | WatchdogTimeout | DrainSignal
 
 export const run = (
   conn: Transport.Transport,
@@ -93,7 +93,7 @@ export const run = (
         ? Effect.fail(drained)
         : info.code === CloseCodes.Drain
         ? Effect.fail(new DrainSignal({ source: "close", ...(info.reason ? { reason: info.reason } : {}) }))
-        : Effect.fail(new TunnelClosed({ code: info.code, reason: info.reason }))
+        : Effect.fail(new SessionClosed({ code: info.code, reason: info.reason }))
 
     conn.onMessage((frame) => {
       lastFrameAt = clock.unsafeCurrentTimeMillis()
@@ -117,7 +117,7 @@ export const run = (
           case "WatchdogTimeout":
             return conn.close(CloseCodes.HostWatchdog, CloseReasons.Watchdog)
           case "DrainSignal":
-          case "TunnelClosed":
+          case "SessionClosed":
             return Effect.void
         }
       })

@@ -1,4 +1,4 @@
-import { Deadlines, decodeBytes, encodeBytes, type HttpRequest, HttpResponse } from "@effect-relay/protocol"
+import { BodyLimit, Deadlines, decodeBytes, encodeBytes, type HttpRequest, HttpResponse, KeepAliveRetry } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
 import * as http from "node:http"
 import * as https from "node:https"
@@ -87,7 +87,7 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
 
         let responded = false
         outgoing.on("error", (error) => {
-          const staleSocket = outgoing.reusedSocket && (error as NodeJS.ErrnoException).code === "ECONNRESET"
+          const staleSocket = KeepAliveRetry.isStaleSocket(outgoing, error)
           settle(Effect.fail(
             responded
               ? new TargetResponseFailed({ detail: describe(error) })
@@ -97,30 +97,17 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
         outgoing.on("response", (response) => {
           responded = true
           const status = response.statusCode ?? 0
-          const declared = Number(response.headers["content-length"])
-          if (Number.isFinite(declared) && declared > max) {
-            response.destroy()
-            return settle(Effect.fail(new ResponseTooLarge({ maxBodyBytes: max })))
-          }
-          const chunks: Array<Buffer> = []
-          let size = 0
-          response.on("data", (chunk: Buffer) => {
-            size += chunk.length
-            if (size > max) {
-              response.destroy()
-              return settle(Effect.fail(new ResponseTooLarge({ maxBodyBytes: max })))
+          BodyLimit.collect(response, max, (result) => {
+            switch (result._tag) {
+              case "Body":
+                return settle(Effect.succeed({ status, rawHeaders: response.rawHeaders, body: result.body }))
+              case "TooLarge":
+                response.destroy()
+                return settle(Effect.fail(new ResponseTooLarge({ maxBodyBytes: max })))
+              case "Failed":
+                return settle(Effect.fail(new TargetResponseFailed({ detail: result.detail })))
             }
-            chunks.push(chunk)
-          })
-          response.on("end", () => {
-            settle(Effect.succeed({ status, rawHeaders: response.rawHeaders, body: Buffer.concat(chunks, size) }))
-          })
-          response.on("error", (error) => settle(Effect.fail(new TargetResponseFailed({ detail: describe(error) }))))
-          response.on("close", () => {
-            if (!response.complete) {
-              settle(Effect.fail(new TargetResponseFailed({ detail: "connection closed before the response ended" })))
-            }
-          })
+          }, { expectBody: true })
         })
         cancelTimeout = deadlines.add(() => {
           settle(Effect.fail(new TargetTimeout({ timeoutMs: options.requestTimeoutMs })))
@@ -146,10 +133,9 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
     }
 
     const forward = (request: HttpRequest): Effect.Effect<HttpResponse> =>
-      exchange(request).pipe(
-        // A kept-alive socket the target closed as it was reused (its keep-alive timeout, 5 s for
-        // Node servers) fails before any answer: sent once more, on a fresh socket.
-        Effect.catchIf((e) => e._tag === "TargetUnreachable" && e.staleSocket === true, () => exchange(request)),
+      // A kept-alive socket the target closed as it was reused (its keep-alive timeout, 5 s for
+      // Node servers) fails before any answer: sent once more, on a fresh socket.
+      KeepAliveRetry.retryOnStaleSocket(exchange(request)).pipe(
         Effect.flatMap((answer) => toResponse(request, answer)),
         Effect.catchAll((error) =>
           Effect.logWarning("http.target_error").pipe(

@@ -13,7 +13,7 @@ export {
   TargetResponseFailed,
   TargetTimeout,
   TargetUnreachable,
-  TunnelClosed,
+  SessionClosed,
   WatchdogTimeout
 } from "./Errors.js"
 export { HostAgent, HostAgentLive, TunnelState } from "./HostAgent.js"
@@ -21,16 +21,13 @@ export {
   type HostAgentConfig,
   HostAgentConfigDefaults,
   hostAgentConfigFromEnv,
-  HostAgentEnv,
   resolveHostAgentConfig,
   type ResolvedHostAgentConfig
 } from "./HostAgentConfig.js"
-export { type LogFormat, logFormatLayer, LoggingEnv } from "./Logging.js"
+export { hostAgentSettings, hostProcessSettings } from "./HostSettings.js"
 export { reconnectsFor, reconnectsTotal, tunnelConnected } from "./Metrics.js"
 export {
   MetricsServer,
-  MetricsServerDefaults,
-  MetricsServerEnv,
   MetricsServerError,
   MetricsServerLive,
   type MetricsServerOptions

@@ -11,9 +11,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import { run } from "./Cli.js"
-import { LoggingEnv } from "./Logging.js"
+import { logLevelConfig } from "@effect-relay/protocol"
+import * as Config from "effect/Config"
+import * as LogLevel from "effect/LogLevel"
 
-const envLevel = LoggingEnv.level.pipe(Effect.tapError((error) => Console.error(String(error))))
+const envLevel = logLevelConfig().pipe(Config.withDefault(LogLevel.Info), Effect.tapError((error) => Console.error(String(error))))
 
 // LOG_LEVEL applies around the CLI so that the built-in `--log-level` flag, applied inside it, wins.
 Effect.flatMap(envLevel, (level) => Effect.provide(run(process.argv), Logger.minimumLogLevel(level))).pipe(

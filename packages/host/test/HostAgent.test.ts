@@ -1,4 +1,4 @@
-import { CloseCodes, Drain, HostToRelayCodec, HttpRequest, Ping, RelayToHostCodec } from "@effect-relay/protocol"
+import { CloseCodes, DrainMessage, HostToRelayCodec, HttpRequest, Ping, RelayToHostCodec } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Duration, Effect, Either, Exit, HashMap, Layer, List, Logger, Metric, Queue, Scope } from "effect"
 import type { IncomingMessage } from "node:http"
@@ -175,7 +175,7 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       const { agent } = yield* startAgent(config(relay.url, local.url), logs.layer)
       const first = yield* relay.nextConnection
       yield* agent.awaitConnected
-      first.socket.send(RelayToHostCodec.encode(Drain.make({ reason: "deploy" })))
+      first.socket.send(RelayToHostCodec.encode(DrainMessage.make({ reason: "deploy" })))
       yield* Effect.sleep("200 millis")
       expect(first.socket.readyState).toBe(first.socket.OPEN) // the host waits for the relay to close
       const closedAt = Date.now()

@@ -12,7 +12,7 @@ import {
 } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Layer, Option, Queue, Stream, TestClock } from "effect"
-import { TunnelClosed, WatchdogTimeout } from "../src/Errors.js"
+import { SessionClosed, WatchdogTimeout } from "../src/Errors.js"
 import * as Session from "../src/Session.js"
 import { TargetHttp } from "../src/TargetHttp.js"
 
@@ -167,13 +167,13 @@ describe("Session", () => {
       expect(ended).toMatchObject({ source: "close" })
     }))
 
-  it.effect("a close with 1001 ends the session with TunnelClosed, not a DrainSignal", () =>
+  it.effect("a close with 1001 ends the session with SessionClosed, not a DrainSignal", () =>
     Effect.gen(function*() {
       const { relay, session } = yield* start
       yield* relay.close(CloseCodes.PingTimeout, "Ping timeout")
       const ended = failureOf(yield* Fiber.await(session))
       expect(ended).not.toBeInstanceOf(DrainSignal)
-      expect(ended).toBeInstanceOf(TunnelClosed)
+      expect(ended).toBeInstanceOf(SessionClosed)
       expect(ended).toMatchObject({ code: 1001, reason: "Ping timeout" })
     }))
 

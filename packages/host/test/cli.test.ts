@@ -98,12 +98,14 @@ describe("effect-relay-host CLI", () => {
       expect(missing.output()).toContain("--host-id")
       // Everything but the relay: the message names --relay and RELAY_URL.
       const noRelay = new Map([["HOST_ID", "acme:x"], ["RELAY_TOKEN", "t"], ["TARGET_URL", "http://127.0.0.1:2"]])
-      const missingRelay = yield* run(["node", "effect-relay-host"]).pipe(
+      const missingRelay = yield* capture
+      yield* run(["node", "effect-relay-host"]).pipe(
+        missingRelay.use,
         Effect.withConfigProvider(ConfigProvider.fromMap(noRelay)),
         Effect.provide(platform),
         Effect.flip
       )
-      expect(String(missingRelay)).toContain("--relay (or RELAY_URL) is required")
+      expect(missingRelay.output()).toContain("--relay (or RELAY_URL) is required")
 
       const invalid = yield* capture
       const env = new Map([["RELAY_URL", "http://127.0.0.1:1"], ["RELAY_TOKEN", "t"], ["TARGET_URL", "http://127.0.0.1:2"]])

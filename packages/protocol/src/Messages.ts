@@ -42,10 +42,10 @@ export const Ping = Schema.TaggedStruct("ping", {
 })
 export interface Ping extends Schema.Schema.Type<typeof Ping> {}
 
-export const Drain = Schema.TaggedStruct("drain", {
+export const DrainMessage = Schema.TaggedStruct("drain", {
   reason: Schema.optional(Schema.String)
 })
-export interface Drain extends Schema.Schema.Type<typeof Drain> {}
+export interface DrainMessage extends Schema.Schema.Type<typeof DrainMessage> {}
 
 // both ways
 
@@ -79,7 +79,7 @@ export const Pong = Schema.TaggedStruct("pong", {
 })
 export interface Pong extends Schema.Schema.Type<typeof Pong> {}
 
-export const RelayToHost = Schema.Union(HttpRequest, WsOpen, WsFrame, WsClose, Ping, Drain)
+export const RelayToHost = Schema.Union(HttpRequest, WsOpen, WsFrame, WsClose, Ping, DrainMessage)
 export type RelayToHost = typeof RelayToHost.Type
 
 export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong)

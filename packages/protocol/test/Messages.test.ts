@@ -3,7 +3,7 @@ import { Either, Schema } from "effect"
 import {
   decodeBytes,
   decodeHostId,
-  Drain,
+  DrainMessage,
   encodeBytes,
   HostToRelay,
   HostToRelayCodec,
@@ -27,8 +27,8 @@ describe("wire codecs", () => {
       WsFrame.make({ id: "c1", data: "hi" }),
       WsClose.make({ id: "c1", code: 1000, reason: "bye" }),
       Ping.make({ ts: 42 }),
-      Drain.make({ reason: "deploy" }),
-      Drain.make({})
+      DrainMessage.make({ reason: "deploy" }),
+      DrainMessage.make({})
     ]
     for (const message of relayToHost) {
       const { _tag, ...fields } = Schema.encodeSync(RelayToHost)(message) as Record<string, unknown>

@@ -1,10 +1,10 @@
 import { Context, Effect, Fiber, Layer, Metric, Runtime, Schedule } from "effect"
-import { Directory, ownerId } from "./Directory.js"
-import { Draining } from "./Draining.js"
-import { RelayConfig } from "./RelayConfig.js"
-import * as RelayMetrics from "./RelayMetrics.js"
-import { RelayServer } from "./RelayServer.js"
-import { TunnelRegistry } from "./TunnelRegistry.js"
+import { RelayConfig } from "./config/RelayConfig.js"
+import { Directory } from "./directory/Directory.js"
+import { RelayServer } from "./http/RelayServer.js"
+import * as RelayMetrics from "./metrics/RelayMetrics.js"
+import { Draining } from "./tunnel/Draining.js"
+import { TunnelRegistry } from "./tunnel/TunnelRegistry.js"
 
 export interface DrainOptions {
   /**
@@ -27,8 +27,9 @@ export interface DrainOptions {
  * Built after the server, so its finalizer runs first:
  * 1. flip to draining (`/ready` 503, registrations refused 4001);
  * 2. stop accepting connections;
- * 3. close every tunnel's scope: each tunnel's finalizer sends `{type:"drain"}`,
- *    waits up to the flush window for its host (idle ones do not wait), and closes 4001;
+ * 3. send every host `{type:"drain"}`, then close every tunnel's scope: each tunnel's
+ *    finalizer waits up to the flush window for in-flight responses (idle ones do not wait)
+ *    and closes 4001;
  * 4. close what is left of client connections;
  * 5. clear this relay's directory entries in one call (sent at the start of step 3,
  *    awaited here);
@@ -48,7 +49,7 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
         const registry = yield* TunnelRegistry
         const directory = yield* Directory
         const runtime = yield* Effect.runtime<never>()
-        const owner = ownerId(config.region, config.machineId)
+        const owner = registry.owner
 
         const secondSignal = (signal: NodeJS.Signals) => () => {
           Runtime.runSync(runtime)(

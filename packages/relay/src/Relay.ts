@@ -1,26 +1,31 @@
-import { Effect, Layer, Option } from "effect"
-import { Directory } from "./Directory.js"
-import * as RedisDirectory from "./directory/Redis.js"
-import { RelayConfig } from "./RelayConfig.js"
-import { Auth } from "./Auth.js"
-import * as MemoryDirectory from "./directory/Memory.js"
-import { Drain, type DrainOptions } from "./Drain.js"
-import { Draining } from "./Draining.js"
-import { RelayAddress } from "./RelayAddress.js"
-import { PeerProxy } from "./PeerProxy.js"
-import { RelayServer } from "./RelayServer.js"
-import { Router } from "./Router.js"
-import { TunnelRegistry } from "./TunnelRegistry.js"
-
 /**
- * The whole relay as one Layer: HTTP surface, auth, tunnel registry, drain.
- * Needs a `RelayConfig` and a `Directory`. Building it clears this machine's
- * stale directory entries and listens; releasing it (an interrupt, a signal
- * through `runMain`) drains every tunnel through its finalizers.
+ * The whole relay as one Layer: HTTP surface, auth, tunnel registry, routing, drain. Needs a
+ * `RelayConfig` and a `Directory`. Building it clears this machine's stale directory entries and
+ * listens; releasing it (an interrupt, a signal through `runMain`) drains every tunnel through
+ * its finalizers.
  */
+import { Effect, Layer, Option } from "effect"
+import { Auth } from "./auth/Auth.js"
+import { RelayAddress } from "./config/RelayAddress.js"
+import { RelayConfig } from "./config/RelayConfig.js"
+import { Directory } from "./directory/Directory.js"
+import * as MemoryDirectory from "./directory/Memory.js"
+import * as RedisDirectory from "./directory/Redis.js"
+import { Drain, type DrainOptions } from "./Drain.js"
+import { ClientRequests } from "./http/ClientRequests.js"
+import { ClientSockets } from "./http/ClientSockets.js"
+import { Endpoints } from "./http/Endpoints.js"
+import { RelayServer } from "./http/RelayServer.js"
+import { TunnelUpgrade } from "./http/TunnelUpgrade.js"
+import { PeerProxy } from "./routing/PeerProxy.js"
+import { Router } from "./routing/Router.js"
+import { Draining } from "./tunnel/Draining.js"
+import { TunnelRegistry } from "./tunnel/TunnelRegistry.js"
+
 export const relayLayer = (options: DrainOptions = {}) =>
   Drain.layer(options).pipe(
     Layer.provideMerge(RelayServer.layer),
+    Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer)),
     Layer.provideMerge(Layer.merge(Router.layer, PeerProxy.layer)),
     Layer.provideMerge(TunnelRegistry.layer),
     Layer.provideMerge(Auth.layer),

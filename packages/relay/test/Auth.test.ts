@@ -2,7 +2,7 @@ import type { HostId } from "@effect-relay/protocol"
 import { testSecret, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option, Redacted } from "effect"
-import { Auth } from "../src/Auth.js"
+import { Auth } from "../src/auth/Auth.js"
 
 const settings = { key: { _tag: "Secret" as const, secret: Redacted.make(testSecret) }, issuer: Option.none(), audience: Option.none() }
 

@@ -3,8 +3,8 @@ import { fakeHost, openSocket, token, parsePrometheus, type PrometheusFamily } f
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Metric, MetricBoundaries, Scope } from "effect"
 import { RelayLiveMemory } from "../src/Relay.js"
-import { RelayServer } from "../src/RelayServer.js"
-import { TunnelRegistry } from "../src/TunnelRegistry.js"
+import { RelayServer } from "../src/http/RelayServer.js"
+import { TunnelRegistry } from "../src/tunnel/TunnelRegistry.js"
 import { eventually, get, testConfig } from "./support.js"
 
 /** One sample's value (a counter or gauge), 0 when the series does not exist yet. */

@@ -1,7 +1,7 @@
 import type { HostId } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Logger, Option } from "effect"
-import { Directory } from "../src/Directory.js"
+import { Directory } from "../src/directory/Directory.js"
 import * as MemoryDirectory from "../src/directory/Memory.js"
 import { RelayLive } from "../src/Relay.js"
 import { testConfig } from "./support.js"

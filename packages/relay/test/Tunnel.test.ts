@@ -1,7 +1,7 @@
 import { CloseCodes, HostToRelayCodec, HttpResponse, Pong, RelayToHostCodec, Transport, type HostId } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
-import * as Tunnel from "../src/Tunnel.js"
+import * as Tunnel from "../src/tunnel/Tunnel.js"
 import { testConfig } from "./support.js"
 
 const hostId = "acme:laptop" as HostId

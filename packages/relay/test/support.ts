@@ -1,10 +1,10 @@
 import { testSecret } from "@effect-relay/testkit"
 import { Context, Effect, Layer, Option, Redacted, Schedule } from "effect"
-import { RelayConfig, type RelaySettings } from "../src/RelayConfig.js"
+import { RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
 import { RelayLiveMemory } from "../src/Relay.js"
-import { RelayServer } from "../src/RelayServer.js"
-import { TunnelRegistry } from "../src/TunnelRegistry.js"
-import { Directory } from "../src/Directory.js"
+import { RelayServer } from "../src/http/RelayServer.js"
+import { TunnelRegistry } from "../src/tunnel/TunnelRegistry.js"
+import { Directory } from "../src/directory/Directory.js"
 
 export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySettings => ({
   port: 0,

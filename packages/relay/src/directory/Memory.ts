@@ -1,6 +1,6 @@
 import type { HostId } from "@effect-relay/protocol"
 import { Clock, Effect, Layer, Option } from "effect"
-import { Directory, type DirectoryEntry, type EntryRef } from "../Directory.js"
+import { Directory, type DirectoryEntry, type EntryRef } from "./Directory.js"
 
 /**
  * The directory kept in this process: enough for a single relay, and the

@@ -1,9 +1,8 @@
 import type { HostId } from "@effect-relay/protocol"
 import { Clock, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { Redis, type Result } from "ioredis"
-import { Directory, type DirectoryEntry, type EntryRef, type HeartbeatResult } from "../Directory.js"
-import { DirectoryUnavailable } from "../Errors.js"
-import * as RelayMetrics from "../RelayMetrics.js"
+import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import { Directory, type DirectoryEntry, DirectoryUnavailable, type EntryRef, type HeartbeatResult } from "./Directory.js"
 
 /**
  * The directory in Redis, shared by every relay. Three keys under a prefix:

@@ -2,7 +2,7 @@ import type { HostId } from "@effect-relay/protocol"
 import { redisPrefix, redisUrl } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option, Redacted, TestClock } from "effect"
-import type { DirectoryEntry } from "../../src/Directory.js"
+import type { DirectoryEntry } from "../../src/directory/Directory.js"
 import * as RedisDirectory from "../../src/directory/Redis.js"
 
 const entry = (hostId: string, owner: string, tunnelId = `t-${hostId}-${owner}`): DirectoryEntry => ({

@@ -2,8 +2,8 @@ import { orgOf, type HostId } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { createSecretKey } from "node:crypto"
 import * as jose from "jose"
-import { Forbidden, Unauthorized } from "./Errors.js"
-import { RelayConfig, type AuthSettings } from "./RelayConfig.js"
+import { RelayConfig, type AuthSettings } from "../config/RelayConfig.js"
+import { Forbidden, Unauthorized } from "./AuthErrors.js"
 
 /** What a verified token grants: the orgs whose hosts it may register or call. */
 export interface Grant {

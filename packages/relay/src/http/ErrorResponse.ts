@@ -1,10 +1,29 @@
-import { CloseCodes, CloseReasons } from "@effect-relay/protocol"
-import type { ClientError } from "./Errors.js"
-
 /**
- * The one place where an expected failure becomes what a client sees: an HTTP
- * status with `{"error": code, "message": ...}`, or a tunnel close code.
+ * The one place where an expected failure becomes what a client sees: an HTTP status with
+ * `{"error": code, "message": ...}`, or a tunnel close code.
  */
+import { CloseCodes, CloseReasons } from "@effect-relay/protocol"
+import type { Forbidden, Unauthorized } from "../auth/AuthErrors.js"
+import type { DirectoryUnavailable } from "../directory/Directory.js"
+import type { HostOffline, PeerForbidden, PeerUnreachable } from "../routing/RoutingErrors.js"
+import type { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "../tunnel/TunnelErrors.js"
+import type { BadHostId, BadRequest, PayloadTooLarge, RouteNotFound } from "./HttpErrors.js"
+
+export type ClientError =
+  | Unauthorized
+  | Forbidden
+  | BadHostId
+  | HostOffline
+  | TunnelClosed
+  | RequestTimeout
+  | TooManyPendingRequests
+  | PayloadTooLarge
+  | BadRequest
+  | DirectoryUnavailable
+  | RouteNotFound
+  | PeerForbidden
+  | PeerUnreachable
+
 export interface HttpError {
   readonly status: number
   readonly error: string

@@ -1,3 +1,4 @@
+import { TaggedMetric } from "@effect-relay/protocol"
 import { Effect, Metric, MetricBoundaries } from "effect"
 
 /**
@@ -8,17 +9,7 @@ import { Effect, Metric, MetricBoundaries } from "effect"
  * every call would cost more than the update).
  */
 
-const counter = (name: string, description: string) => Metric.counter(name, { description, incremental: true })
-
-/** The series of `metric` for one tag value, made once. */
-const byTag = (metric: Metric.Metric.Counter<number>, key: string) => {
-  const series = new Map<string, Metric.Metric.Counter<number>>()
-  return (value: string) => {
-    let tagged = series.get(value)
-    if (tagged === undefined) series.set(value, tagged = Metric.tagged(metric, key, value))
-    return tagged
-  }
-}
+const { byTag, counter } = TaggedMetric
 
 export const tunnelsOpen = Metric.gauge("relay_tunnels_open", { description: "Tunnels open on this relay." })
 

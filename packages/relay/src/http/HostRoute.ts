@@ -1,6 +1,6 @@
 import { decodeHostId, type HostId } from "@effect-relay/protocol"
 import { Either } from "effect"
-import { BadHostId } from "./Errors.js"
+import { BadHostId } from "./HttpErrors.js"
 
 /**
  * How a client request names a host. Today: the path prefix

@@ -1,11 +1,11 @@
-import { Transport } from "@effect-relay/protocol"
+import { KeepAliveRetry, Transport } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Option, Redacted, type Scope, Stream } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
-import type { DirectoryEntry } from "./Directory.js"
-import { PeerForbidden, PeerUnreachable } from "./Errors.js"
-import { requestHeadersForPeer, responseHeadersForClient } from "./Headers.js"
-import { RelayConfig } from "./RelayConfig.js"
+import { RelayConfig } from "../config/RelayConfig.js"
+import type { DirectoryEntry } from "../directory/Directory.js"
+import { requestHeadersForPeer, responseHeadersForClient } from "../http/ForwardHeaders.js"
+import { PeerForbidden, PeerUnreachable } from "./RoutingErrors.js"
 
 /** Headers that mark a request one relay forwards to another. */
 export const PeerHeaders = {
@@ -38,12 +38,8 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
   static layer = Layer.scoped(
     PeerProxy,
     Effect.gen(function*() {
+      // A peer secret is required with a shared directory: `checkRelaySettings` refuses to start without one.
       const config = yield* RelayConfig
-      if (Option.isSome(config.redisUrl) && Option.isNone(config.peerSecret)) {
-        return yield* Effect.dieMessage(
-          "RELAY_PEER_SECRET is required with REDIS_URL: relays proxy to each other and must prove it (set the same secret on every relay)"
-        )
-      }
       const secret = Option.map(config.peerSecret, (s) => Buffer.from(Redacted.value(s)))
       // Idle sockets retire after 30 s, well before a peer (75 s keep-alive) would close them.
       const agent = new http.Agent({ keepAlive: true, maxSockets: 256, timeout: 30_000 })
@@ -67,11 +63,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
         })
 
       const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
-        forwardOnce(entry, req, body, res).pipe(
-          // A kept-alive socket the peer closed just as it was reused fails before any answer:
-          // the request never reached the peer, so it is sent once more on a fresh socket.
-          Effect.catchIf((e) => e.staleSocket === true, () => forwardOnce(entry, req, body, res))
-        )
+        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res))
 
       const forwardOnce = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
         Effect.async<void, PeerUnreachable>((resume) => {
@@ -101,7 +93,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
               res.destroy()
               resume(Effect.void)
             } else {
-              const staleSocket = upstream.reusedSocket && (cause as NodeJS.ErrnoException).code === "ECONNRESET"
+              const staleSocket = KeepAliveRetry.isStaleSocket(upstream, cause)
               resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause, ...(staleSocket ? { staleSocket } : {}) })))
             }
           })

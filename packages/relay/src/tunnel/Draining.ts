@@ -1,6 +1,6 @@
 import { CloseCodes, CloseReasons, type Transport } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
-import * as RelayMetrics from "./RelayMetrics.js"
+import * as RelayMetrics from "../metrics/RelayMetrics.js"
 
 /**
  * Whether this relay is draining. Flipped once, at the start of a drain;

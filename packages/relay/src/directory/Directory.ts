@@ -1,6 +1,5 @@
 import type { HostId } from "@effect-relay/protocol"
-import { Context, type Effect, type Option } from "effect"
-import type { DirectoryUnavailable } from "./Errors.js"
+import { Context, Data, type Effect, type Option } from "effect"
 
 /** Who owns a host's tunnel: one relay machine, named `{region}:{machineId}`. */
 export interface DirectoryEntry {
@@ -50,3 +49,13 @@ export interface EntryRef {
 export type HeartbeatResult = "extended" | "restored" | "moved"
 
 export const ownerId = (region: string, machineId: string): string => `${region}:${machineId}`
+
+/** The directory (in memory or shared) could not be read or written. */
+export class DirectoryUnavailable extends Data.TaggedError("DirectoryUnavailable")<{
+  readonly op: string
+  readonly cause?: unknown
+}> {
+  get message() {
+    return `directory unavailable (${this.op})`
+  }
+}

@@ -1,9 +1,9 @@
 import type { HostId } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Option } from "effect"
-import { Directory, type DirectoryEntry } from "./Directory.js"
-import { type DirectoryUnavailable, HostOffline } from "./Errors.js"
-import type { Tunnel } from "./Tunnel.js"
-import { TunnelRegistry } from "./TunnelRegistry.js"
+import { Directory, type DirectoryEntry, type DirectoryUnavailable } from "../directory/Directory.js"
+import type { Tunnel } from "../tunnel/Tunnel.js"
+import { TunnelRegistry } from "../tunnel/TunnelRegistry.js"
+import { HostOffline } from "./RoutingErrors.js"
 
 /** Where a host's tunnel is: on this relay, or on another one (per the directory). */
 export type Route =

@@ -1,3 +1,19 @@
+/**
+ * One host's tunnel on this relay, for the life of the scope it is made in: requests go out as
+ * frames and their responses come back by id, client WebSockets ride along as channels, pings
+ * check the host is alive. Its states and who moves them are drawn in the package README:
+ *
+ * - serving: made; takes requests and channels.
+ * - ended: the host closed the connection, or stopped answering pings. Whoever holds the scope
+ *   learns it through `onEnded` and closes the scope.
+ * - closing: the scope's finalizer runs. With no close intent (`closeWith`) and the host still
+ *   there, the relay is going away: drain frame, up to the flush window for in-flight responses,
+ *   then close 4001. With an intent (replaced 1000, ping timeout 1001, directory down 1011), that
+ *   code. Either way pending requests fail (502) and client channels close.
+ *
+ * Its state is plain fields, not Refs or fibers: an idle tunnel must stay small (tens of KB, see
+ * the README's benchmarks), and frames are handled on the socket's own callback.
+ */
 import {
   CloseCodes,
   CloseReasons,
@@ -5,11 +21,11 @@ import {
   decodeBytes,
   encodeBytes,
   HostToRelayCodec,
-  HttpRequest,
+  type HttpRequest,
   RelayToHostCodec,
   type Transport,
   WsClose,
-  WsFrame,
+  type WsFrame,
   WsOpen,
   type HostId,
   type Headers,
@@ -17,8 +33,8 @@ import {
 } from "@effect-relay/protocol"
 import { Deferred, Effect, Exit, type Fiber, FiberId, Option, Runtime, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./Errors.js"
-import { RelayConfig } from "./RelayConfig.js"
+import { RelayConfig } from "../config/RelayConfig.js"
+import { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./TunnelErrors.js"
 
 type Conn = Transport.Transport
 type CloseInfo = Transport.CloseInfo
@@ -45,7 +61,6 @@ export interface ChannelOpen {
   readonly headers: Headers
 }
 
-/** One host's tunnel while it is open. Its life is the scope it was made in. */
 export interface Tunnel {
   readonly hostId: HostId
   readonly tunnelId: string
@@ -56,55 +71,47 @@ export interface Tunnel {
   readonly openChannel: (client: Conn, open: ChannelOpen) => Effect.Effect<void>
   /** Completes when the tunnel ends on its own: the host closed it or stopped answering pings. */
   readonly ended: Effect.Effect<CloseInfo>
-  /** Whether the tunnel has ended (its transport closed or it timed out). */
-  readonly hasEnded: Effect.Effect<boolean>
-  /** One ping period (for a registry that pings all its tunnels): false once the tunnel timed out. */
+  /** Whether the tunnel ended on its own. */
+  readonly isEnded: () => boolean
+  /** One ping period: pings the host, or ends the tunnel (1001) after too many missed pongs. False once ended. */
   readonly pingTick: Effect.Effect<boolean>
+  /** Whether a pong came since the last call: the registry heartbeats the directory at most once a ping period. */
+  readonly takePong: () => boolean
+  /** Sends the drain frame, once; true when this call sent it. */
+  readonly notifyDrain: () => boolean
   /** Decides the close code the finalizer will use (for example 1000 when replaced). */
   readonly closeWith: (code: number, reason: string) => Effect.Effect<void>
   readonly pendingCount: () => number
   readonly channelCount: () => number
 }
 
-const send = (conn: Conn, message: RelayToHost) => conn.send(RelayToHostCodec.encode(message))
+export interface TunnelOptions {
+  readonly tunnelId?: string
+  /** Ping from a fiber of this tunnel's own (default). A registry pings all its tunnels from one fiber instead. */
+  readonly pingSelf?: boolean
+  /** How to start a fiber from the socket's callback (a registry passes its own, tied to its scope). */
+  readonly run?: (effect: Effect.Effect<void>) => unknown
+  /**
+   * Called once when the tunnel ends on its own (not when its scope closes it): whoever holds
+   * the scope closes it then. Runs on the socket's callback: it must not block or throw.
+   */
+  readonly onEnded?: (info: CloseInfo) => void
+}
 
 interface Waiting {
   readonly resume: (result: Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout>) => void
   cancelTimeout: () => void
 }
 
-/**
- * Opens a tunnel over an accepted transport. Its finalizers fail the pending
- * requests (502), close the client channels, and close the transport: with
- * the code chosen by `closeWith` (replacement, ping timeout, refusal), or
- * else, since a scope closing from outside means this relay is going away,
- * with a drain frame, then up to the flush window for in-flight responses to
- * arrive (or the host to close), then close 4001. Client WebSockets on a
- * draining tunnel are closed 1012 (service restart).
- */
-export interface TunnelHooks {
-  /** Runs once the drain frame went out (the registry counts these for its `drain.notified` event). */
-  readonly onDrainNotified: () => void
-  /** Runs on each pong: the host is alive (the registry refreshes the directory entry). Forked. */
-  readonly onPong: Effect.Effect<void>
-  /**
-   * Runs (forked) when the tunnel ends on its own: the host closed it or stopped answering pings.
-   * Whoever holds the tunnel's scope closes it then; nothing waits in a fiber for this.
-   */
-  readonly onEnded: (info: CloseInfo) => Effect.Effect<void>
-}
-
-const noHooks: TunnelHooks = { onDrainNotified: () => {}, onPong: Effect.void, onEnded: () => Effect.void }
+type RequestError = TunnelClosed | RequestTimeout
 
 /** The same drain frame for every tunnel: encoded once. */
 const drainFrame = RelayToHostCodec.encode({ _tag: "drain", reason: "relay draining" })
 
-export interface TunnelOptions {
-  readonly hooks?: TunnelHooks
-  /** Fork a ping fiber for this tunnel (default). A registry pings all its tunnels from one fiber instead. */
-  readonly ownPinger?: boolean
-  readonly tunnelId?: string
-}
+const wsFrame = (id: string, data: string | Uint8Array): WsFrame =>
+  typeof data === "string"
+    ? { _tag: "ws:frame", id, data }
+    : { _tag: "ws:frame", id, data: Buffer.from(data).toString("base64"), encoding: "base64" }
 
 export const make = (
   hostId: HostId,
@@ -113,32 +120,57 @@ export const make = (
 ): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
   Effect.gen(function*() {
     const config = yield* RelayConfig
-    const hooks = options.hooks ?? noHooks
+    const scope = yield* Effect.scope
+    const runFork = options.run ?? Runtime.runFork(yield* Effect.runtime<never>())
     const tunnelId = options.tunnelId ?? randomUUID()
     const connectedAt = Date.now()
+    const deadlines = yield* Deadlines.make(config.requestTimeoutMs)
+    const endedSignal = yield* Deferred.make<CloseInfo>()
+
+    // ---- state (see the module comment for who moves it) ----
     /** Requests waiting for their response: how to resume each, and how to cancel its timeout. */
     const pending = new Map<string, Waiting>()
-    const deadlines = yield* Deadlines.make(config.requestTimeoutMs)
     const channels = new Map<string, Conn>()
-    const ended = yield* Deferred.make<CloseInfo>()
+    /** The fibers carrying client WebSockets (the callers of openChannel): interrupted at the end. */
+    const channelFibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
     let seq = 0
     let missedPongs = 0
+    let ponged = false
+    let drainSent = false
+    /** Set once the tunnel ended on its own. */
+    let end: CloseInfo | undefined
+    /** Set once the scope's finalizer started. */
     let closing = false
+    /** The close code chosen before closing; none means a drain (4001). */
     let intent: Option.Option<CloseInfo> = Option.none()
-    let onSettled: () => void = () => {}
+    /** While a draining finalizer waits for in-flight responses: called as each one settles. */
+    let onSettled: (() => void) | undefined
 
-    const closeWith = (code: number, reason: string) =>
-      Effect.sync(() => {
-        if (Option.isNone(intent)) intent = Option.some({ code, reason })
-      })
+    const markEnded = (info: CloseInfo) => {
+      if (end !== undefined) return
+      end = info
+      Deferred.unsafeDone(endedSignal, Exit.succeed(info))
+      if (!closing) options.onEnded?.(info)
+    }
 
-    // What a frame needs done beyond the synchronous part (logs, channel closes, the pong hook);
-    // a response, the hot path, is handled in the socket's callback and returns Effect.void.
+    /** Ends one waiting request (response, timeout, or the tunnel closing); at most once. */
+    const settle = (id: string, waiting: Waiting, result: Effect.Effect<ForwardResponse, RequestError>) => {
+      if (pending.get(id) !== waiting) return
+      pending.delete(id)
+      waiting.cancelTimeout()
+      waiting.resume(result)
+      onSettled?.()
+    }
+
+    // ---- frames from the host ----
+    // What a frame needs done beyond the synchronous part (logs, channel closes); a response, the
+    // hot path, is handled in the socket's callback and returns Effect.void.
     const onFrame = HostToRelayCodec.handler((message): Effect.Effect<void> => {
       switch (message._tag) {
         case "pong":
           missedPongs = 0
-          return hooks.onPong
+          ponged = true
+          return Effect.void
         case "http:response": {
           const waiting = pending.get(message.id)
           if (waiting === undefined) {
@@ -166,17 +198,6 @@ export const make = (
         }
       }
     })
-
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    /** The tunnel ended by itself (transport closed, or ping timeout): once. */
-    let endedOnce = false
-    const end = (info: CloseInfo) => {
-      if (endedOnce) return
-      endedOnce = true
-      Deferred.unsafeDone(ended, Exit.succeed(info))
-      // Closed by its finalizer (the scope is already closing): nothing more to do.
-      if (!closing) runFork(hooks.onEnded(info))
-    }
     conn.onMessage((frame) => {
       let rest: Effect.Effect<void>
       try {
@@ -187,69 +208,44 @@ export const make = (
       // A bug in handling one frame is logged; it must not stop the frames after it.
       if (rest !== Effect.void) runFork(Effect.catchAllDefect(rest, (d) => Effect.logError("tunnel.frame_defect", d)))
     })
-    let transportClosed = false
-    conn.onClose((info) => {
-      transportClosed = true
-      end(info)
-    })
+    conn.onClose(markEnded)
 
-    /** One ping period: close 1001 after too many missed pongs, else ping. False once timed out. */
+    // ---- pings ----
     const pingTick = Effect.suspend(() => {
+      if (end !== undefined) return Effect.succeed(false)
       if (missedPongs >= config.pingMaxMissed) {
         return Effect.logWarning("tunnel.ping_timeout").pipe(
           Effect.annotateLogs({ missedPongs, hostId, tunnelId }),
           Effect.zipRight(closeWith(CloseCodes.PingTimeout, CloseReasons.PingTimeout)),
-          Effect.zipRight(Effect.sync(() => end({ code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout }))),
+          Effect.zipRight(Effect.sync(() => markEnded({ code: CloseCodes.PingTimeout, reason: CloseReasons.PingTimeout }))),
           Effect.as(false)
         )
       }
       missedPongs++
-      return Effect.as(Effect.sync(() => conn.unsafeSend(RelayToHostCodec.encode({ _tag: "ping", ts: Date.now() }))), true)
+      conn.unsafeSend(RelayToHostCodec.encode({ _tag: "ping", ts: Date.now() }))
+      return Effect.succeed(true)
     })
-    // A registry with many tunnels pings them all from one fiber; a tunnel on its own pings itself.
-    if (options.ownPinger ?? true) {
+    if (options.pingSelf ?? true) {
       yield* Effect.forkScoped(
         Effect.sleep(config.pingIntervalMs).pipe(Effect.zipRight(pingTick), Effect.repeat({ while: (alive) => alive }))
       )
     }
 
-    /** The fibers carrying client WebSockets (the callers of openChannel): interrupted at the end. */
-    const channelFibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
-
-    // Scope.addFinalizer, not Effect.addFinalizer: restoring the fiber refs of the moment the
-    // finalizer was added costs two diffs and two patches of them per tunnel, which a drain of
-    // thousands of tunnels pays all at once.
-    yield* Scope.addFinalizer(
-      yield* Effect.scope,
-      Effect.suspend(() => {
-        closing = true
-        // Closed from outside (no intent, transport still open): this relay is going away. Tell
-        // the host in-band, give it the flush window to finish in-flight responses and close by
-        // itself, then close 4001. All of it is synchronous for an idle tunnel, which is nearly
-        // every tunnel of a large drain.
-        const drain = !transportClosed && Option.isNone(intent)
-        if (drain && conn.unsafeSend(drainFrame)) hooks.onDrainNotified()
-        if (drain && pending.size > 0) {
-          return Effect.gen(function*() {
-            const settled = yield* Deferred.make<void>()
-            onSettled = () => {
-              if (pending.size === 0) Deferred.unsafeDone(settled, Exit.void)
-            }
-            // Done early when the host closes or has answered everything in flight.
-            yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(
-              Effect.interruptible,
-              Effect.timeout(config.drainFlushMs),
-              Effect.ignore
-            )
-            yield* finish
-          })
-        }
-        return finish
+    const closeWith = (code: number, reason: string) =>
+      Effect.sync(() => {
+        if (Option.isNone(intent)) intent = Option.some({ code, reason })
       })
-    )
 
-    /** The end of the finalizer: fail what still waits, close client channels, close the transport. */
+    const notifyDrain = () => {
+      if (drainSent || end !== undefined) return false
+      drainSent = conn.unsafeSend(drainFrame)
+      return drainSent
+    }
+
+    // ---- the end ----
+    /** Fails what still waits, closes client channels, closes the transport. */
     const finish = Effect.suspend(() => {
+      onSettled = undefined
       for (const [id, waiting] of pending) settle(id, waiting, Effect.fail(new TunnelClosed({ hostId })))
       const [clientCode, clientReason] = Option.isNone(intent)
         ? [CloseCodes.ServiceRestart, "relay restarting"]
@@ -259,21 +255,36 @@ export const make = (
       for (const fiber of channelFibers) fiber.unsafeInterruptAsFork(FiberId.none)
       channelFibers.clear()
       const { code, reason } = Option.getOrElse(intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
-      const closeTunnel = transportClosed ? Effect.void : conn.close(code, reason)
-      return clients.length === 0
-        ? closeTunnel
-        : Effect.zipRight(Effect.forEach(clients, (client) => client.close(clientCode, clientReason), { discard: true }), closeTunnel)
+      return Effect.zipRight(
+        Effect.forEach(clients, (client) => client.close(clientCode, clientReason), { discard: true }),
+        conn.close(code, reason)
+      )
     })
 
-    /** Ends one waiting request (response, timeout, or the tunnel closing); at most once. */
-    function settle(id: string, waiting: Waiting, result: Effect.Effect<ForwardResponse, TunnelClosed | RequestTimeout>) {
-      if (pending.get(id) !== waiting) return
-      pending.delete(id)
-      waiting.cancelTimeout()
-      waiting.resume(result)
-      onSettled()
-    }
+    /** In-flight responses get up to the flush window; done early when the host closes or all are answered. */
+    const flush = Effect.gen(function*() {
+      const settled = yield* Deferred.make<void>()
+      onSettled = () => {
+        if (pending.size === 0) Deferred.unsafeDone(settled, Exit.void)
+      }
+      yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(
+        Effect.interruptible,
+        Effect.timeout(config.drainFlushMs),
+        Effect.ignore
+      )
+    })
 
+    // Scope.addFinalizer, not Effect.addFinalizer: restoring the fiber refs of the moment the
+    // finalizer was added costs two diffs and two patches of them per tunnel, which a drain of
+    // thousands of tunnels pays all at once. An idle tunnel's finalizer is all synchronous.
+    yield* Scope.addFinalizer(scope, Effect.suspend(() => {
+        closing = true
+        const draining = end === undefined && Option.isNone(intent)
+        if (draining) notifyDrain()
+        return draining && pending.size > 0 ? Effect.zipRight(flush, finish) : finish
+      }))
+
+    // ---- requests ----
     // One async step per request: the frame goes out, and the response frame (or the timeout,
     // or the tunnel closing) resumes it. No fiber, Deferred or timer race of its own.
     const request = (req: ForwardRequest) =>
@@ -297,9 +308,12 @@ export const make = (
           if (pending.get(id) !== waiting) return
           pending.delete(id)
           waiting.cancelTimeout()
-          onSettled()
+          onSettled?.()
         })
       })
+
+    // ---- client WebSocket channels ----
+    const send = (message: RelayToHost) => conn.send(RelayToHostCodec.encode(message))
 
     const openChannel = (client: Conn, open: ChannelOpen) =>
       Effect.suspend(() => {
@@ -307,22 +321,13 @@ export const make = (
         const id = `c${++seq}`
         channels.set(id, client)
         const toHost = client.messages.pipe(
-          Stream.runForEach((data) =>
-            send(
-              conn,
-              typeof data === "string"
-                ? { _tag: "ws:frame", id, data } satisfies WsFrame
-                : { _tag: "ws:frame", id, data: Buffer.from(data).toString("base64"), encoding: "base64" } satisfies WsFrame
-            ).pipe(Effect.ignore)
-          ),
+          Stream.runForEach((data) => Effect.ignore(send(wsFrame(id, data)))),
           Effect.zipRight(client.closed),
           Effect.flatMap((info) =>
-            channels.delete(id)
-              ? Effect.ignore(send(conn, WsClose.make({ id, code: info.code, reason: info.reason }, true)))
-              : Effect.void
+            channels.delete(id) ? Effect.ignore(send(WsClose.make({ id, code: info.code, reason: info.reason }, true))) : Effect.void
           )
         )
-        return send(conn, WsOpen.make({ id, path: open.path, ...(open.query ? { query: open.query } : {}), headers: open.headers }, true)).pipe(
+        return send(WsOpen.make({ id, path: open.path, ...(open.query ? { query: open.query } : {}), headers: open.headers }, true)).pipe(
           Effect.matchEffect({
             onFailure: () => Effect.zipRight(Effect.sync(() => channels.delete(id)), client.close(CloseCodes.Internal, "tunnel closed")),
             onSuccess: () =>
@@ -340,10 +345,16 @@ export const make = (
       connectedAt,
       request,
       openChannel,
-      ended: Deferred.await(ended),
-      hasEnded: Deferred.isDone(ended),
-      closeWith,
+      ended: Deferred.await(endedSignal),
+      isEnded: () => end !== undefined,
       pingTick,
+      takePong: () => {
+        const was = ponged
+        ponged = false
+        return was
+      },
+      notifyDrain,
+      closeWith,
       pendingCount: () => pending.size,
       channelCount: () => channels.size
     } satisfies Tunnel

@@ -1,0 +1,98 @@
+/**
+ * A client's HTTP request to `/hosts/:hostId/...`: admitted (route, peer secret, token), then
+ * routed: into the host's tunnel when this relay holds it, else to the relay that does (proxied,
+ * or replayed there by Fly). `/_whoowns` answers where the host is instead.
+ */
+import { Context, Effect, Layer } from "effect"
+import type * as http from "node:http"
+import { Auth } from "../auth/Auth.js"
+import { RelayConfig } from "../config/RelayConfig.js"
+import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import { replayable, replayHeader } from "../routing/FlyReplay.js"
+import { PeerHeaders, PeerProxy } from "../routing/PeerProxy.js"
+import { type Route, Router } from "../routing/Router.js"
+import type { Tunnel } from "../tunnel/Tunnel.js"
+import { requestHeadersForHost, responseHeadersForClient } from "./ForwardHeaders.js"
+import type { HostRoute } from "./HostRoute.js"
+import { readBody } from "./ReadBody.js"
+import { writeError, writeJson } from "./Responses.js"
+import { makeAdmit } from "./RouteAccess.js"
+
+type Remote = Extract<Route, { _tag: "Remote" }>
+
+export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<ClientRequests, {
+  /** Answers one `/hosts/...` request; every expected failure becomes its status. */
+  readonly handle: (req: http.IncomingMessage, res: http.ServerResponse, url: string) => Effect.Effect<void>
+}>() {
+  static layer = Layer.effect(
+    ClientRequests,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const router = yield* Router
+      const peers = yield* PeerProxy
+      const admit = makeAdmit(yield* Auth, peers)
+
+      const whoOwns = (res: http.ServerResponse, route: HostRoute, fromPeer: boolean) =>
+        router.locate(route.hostId, { fromPeer }).pipe(
+          Effect.flatMap((target) =>
+            writeJson(res, 200, target._tag === "Local"
+              ? { region: config.region, machineId: config.machineId }
+              : { region: target.region, machineId: target.machineId })
+          ),
+          Effect.catchTag("HostOffline", (e) => writeJson(res, 404, { error: "host_offline", message: e.message }))
+        )
+
+      const toRemote = (req: http.IncomingMessage, res: http.ServerResponse, target: Remote) =>
+        Effect.gen(function*() {
+          if (config.routing === "fly-replay" && replayable(req)) {
+            yield* RelayMetrics.routed("fly-replay")
+            res.writeHead(200, { "fly-replay": replayHeader(target, config.region), "content-length": 0 })
+            return res.end()
+          }
+          const body = yield* readBody(req, config.maxBodyBytes)
+          yield* RelayMetrics.routed("proxy")
+          yield* peers.forwardHttp(target.entry, req, body, res)
+        })
+
+      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel) =>
+        Effect.gen(function*() {
+          const body = yield* readBody(req, config.maxBodyBytes)
+          yield* RelayMetrics.routed("local")
+          const response = yield* tunnel.request({
+            method: req.method ?? "GET",
+            path: route.query === "" ? route.path : `${route.path}?${route.query}`,
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret] }),
+            body
+          })
+          if (response.status < 200) {
+            // An interim status is not an answer: the client would wait for one that never comes.
+            return yield* writeJson(res, 502, { error: "bad_response", message: `the host answered with status ${response.status}` })
+          }
+          yield* Effect.try(() => {
+            const noBody = req.method === "HEAD" || response.status === 204 || response.status === 304
+            res.writeHead(response.status, {
+              ...responseHeadersForClient(response.headers),
+              ...(noBody ? {} : { "content-length": response.body.length })
+            })
+            res.end(noBody ? undefined : response.body)
+          }).pipe(
+            Effect.catchAll((cause) =>
+              Effect.logWarning("request.bad_response_from_host", String(cause)).pipe(
+                Effect.zipRight(writeJson(res, 502, { error: "bad_response", message: "the host sent a response that is not valid HTTP" }))
+              )
+            )
+          )
+        })
+
+      const handle = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
+        Effect.gen(function*() {
+          const { route, fromPeer } = yield* admit(req, url)
+          if (route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
+          const target = yield* router.locate(route.hostId, { fromPeer })
+          return yield* target._tag === "Remote" ? toRemote(req, res, target) : toTunnel(req, res, route, target.tunnel)
+        }).pipe(Effect.catchAll((e) => writeError(res, e)))
+
+      return ClientRequests.of({ handle })
+    })
+  )
+}

@@ -1,0 +1,141 @@
+/**
+ * The relay's HTTP surface on a node:http server: it listens, sends each request or upgrade to
+ * the part that answers it (`Endpoints`, `ClientRequests`, `ClientSockets`, `TunnelUpgrade`),
+ * and stops. node:http is wrapped here; everything behind it is Effect services. Request fibers
+ * run in the server's scope: releasing the Layer interrupts them.
+ */
+import { Cause, Context, Effect, FiberId, FiberSet, Layer } from "effect"
+import * as http from "node:http"
+import type { Duplex } from "node:stream"
+import { RelayAddress } from "../config/RelayAddress.js"
+import { internalUrlFor, RelayConfig } from "../config/RelayConfig.js"
+import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import { ClientRequests } from "./ClientRequests.js"
+import { ClientSockets } from "./ClientSockets.js"
+import { Endpoints } from "./Endpoints.js"
+import { toHttpError } from "./ErrorResponse.js"
+import { RouteNotFound } from "./HttpErrors.js"
+import { rejectUpgrade, writeError, writeJson, writeRaw } from "./Responses.js"
+import { TunnelUpgrade } from "./TunnelUpgrade.js"
+
+export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelayServer, {
+  readonly server: http.Server
+  readonly port: number
+  /** Closes the listening socket: new connections are refused, existing ones keep working. */
+  readonly stopAccepting: Effect.Effect<void>
+  /** Closes every remaining client connection (after the tunnels are gone). */
+  readonly closeConnections: Effect.Effect<void>
+}>() {
+  static layer = Layer.scoped(
+    RelayServer,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const address = yield* RelayAddress
+      const route = yield* makeDispatch
+      const run = yield* FiberSet.makeRuntime<never>()
+
+      const server = http.createServer()
+      // Load balancers and peer relays keep connections to the relay open between requests; the
+      // relay must not be the side that closes an idle one first (a request sent on it just as
+      // it closes fails with a reset). 75 s is above the 60 s idle timeout common to proxies.
+      server.keepAliveTimeout = 75_000
+      server.headersTimeout = 80_000
+
+      server.on("request", (req, res) => {
+        const started = performance.now()
+        const counted = req.url?.startsWith("/hosts/") === true
+        const fiber = run(route.request(req, res).pipe(guardRequest(res)))
+        res.on("close", () => {
+          const finished = res.writableFinished
+          if (!finished) fiber.unsafeInterruptAsFork(FiberId.none)
+          // 499: the client went away before its answer was written (nginx's convention).
+          if (counted) RelayMetrics.recordRequest(finished ? res.statusCode : 499, (performance.now() - started) / 1000)
+        })
+      })
+      server.on("upgrade", (req, socket, head) => {
+        // A client that resets TCP during the upgrade must not take the process down.
+        socket.on("error", () => {})
+        run(route.upgrade(req, socket, head).pipe(guardUpgrade(socket)))
+      })
+      server.on("clientError", (_error, socket) => writeRawNow(socket, 400))
+
+      const stopAccepting = Effect.sync(() => {
+        if (server.listening) server.close()
+      })
+      const closeConnections = Effect.sync(() => server.closeAllConnections())
+
+      const port = yield* Effect.acquireRelease(listen(server, config.port, config.bindHost), () => Effect.zipRight(stopAccepting, closeConnections))
+      yield* address.set({ port, internalUrl: internalUrlFor(config.internalUrl, port) })
+      yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
+      return RelayServer.of({ server, port, stopAccepting, closeConnections })
+    })
+  )
+}
+
+/** Which part answers a request or an upgrade, by path. */
+const makeDispatch = Effect.gen(function*() {
+  const endpoints = yield* Endpoints
+  const clientRequests = yield* ClientRequests
+  const clientSockets = yield* ClientSockets
+  const tunnels = yield* TunnelUpgrade
+
+  const request = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
+    const url = req.url ?? "/"
+    if (url.startsWith("/hosts/")) return clientRequests.handle(req, res, url)
+    const q = url.indexOf("?")
+    const pathname = q === -1 ? url : url.slice(0, q)
+    switch (pathname) {
+      case "/health":
+        return endpoints.health(res)
+      case "/ready":
+        return endpoints.ready(res)
+      case "/metrics":
+        return endpoints.metrics(res)
+      case "/tunnel":
+        return writeJson(res, 426, { error: "upgrade_required", message: "open /tunnel as a WebSocket" })
+      default:
+        return writeError(res, new RouteNotFound({ path: pathname }))
+    }
+  }
+
+  const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): Effect.Effect<void> => {
+    const url = req.url ?? "/"
+    if (url === "/tunnel" || url.startsWith("/tunnel?")) return tunnels.handle(req, socket, head, url)
+    if (url.startsWith("/hosts/")) return clientSockets.handle(req, socket, head, url)
+    return rejectUpgrade(socket, toHttpError(new RouteNotFound({ path: url.split("?")[0]! })))
+  }
+
+  return { request, upgrade }
+})
+
+/** Anything unexpected (a defect) still answers the client, and is logged. */
+const guardRequest = (res: http.ServerResponse) =>
+  Effect.catchAllCause((cause: Cause.Cause<never>) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.void
+      : Effect.logError("request.defect", cause).pipe(Effect.zipRight(writeJson(res, 500, { error: "internal", message: "internal error" })))
+  )
+
+const guardUpgrade = (socket: Duplex) =>
+  Effect.catchAllCause((cause: Cause.Cause<never>) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.void
+      : Effect.logError("upgrade.defect", cause).pipe(Effect.zipRight(Effect.sync(() => socket.destroy())))
+  )
+
+const writeRawNow = (socket: Duplex, status: number) => Effect.runSync(writeRaw(socket, status, {}))
+
+/**
+ * Listens on the port. A deploy sends a relay every host of the one draining at once: a deep
+ * accept queue (Node's default is 511; the kernel caps it at net.core.somaxconn) keeps that burst
+ * from overflowing it, which clients see as refused or reset connections.
+ */
+const listen = (server: http.Server, port: number, host: string) =>
+  Effect.async<number, Error>((resume) => {
+    const onError = (error: Error) => resume(Effect.fail(error))
+    server.once("error", onError)
+    server.listen({ port, host, backlog: 4096 }, () => {
+      server.off("error", onError)
+      resume(Effect.succeed((server.address() as { port: number }).port))
+    })
+  }).pipe(Effect.orDie)

@@ -1,0 +1,35 @@
+/**
+ * Completing a WebSocket upgrade with `ws`, as a `Transport`. Each kind of connection has its
+ * own upgrader, with its own largest frame.
+ */
+import { Transport } from "@effect-relay/protocol"
+import { Effect } from "effect"
+import type * as http from "node:http"
+import type { Duplex } from "node:stream"
+import { WebSocketServer, type WebSocket } from "ws"
+
+export type Upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<Transport.Transport>
+
+/** An upgrader accepting frames up to `maxPayload` bytes. It ends interrupted if the socket is gone first. */
+export const makeUpgrade = (maxPayload: number): Upgrade => {
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false,
+    maxPayload,
+    handleProtocols: (protocols) => protocols.values().next().value ?? false
+  })
+  return (req, socket, head) =>
+    Effect.async<WebSocket>((resume) => {
+      // ws never calls back when it refuses the handshake (it answers 400 and destroys the
+      // socket), nor when the socket is already gone: end with the socket, then.
+      const onClose = () => resume(Effect.interrupt)
+      socket.once("close", onClose)
+      if (socket.destroyed) return resume(Effect.interrupt)
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        socket.off("close", onClose)
+        resume(Effect.succeed(ws))
+      })
+      return Effect.sync(() => socket.off("close", onClose))
+    }).pipe(Effect.flatMap(Transport.fromWebSocket))
+}

@@ -1,0 +1,241 @@
+/**
+ * The tunnels this relay holds. Each lives in its own scope, a child of the registry's, and no
+ * fiber waits per tunnel (at 10,000 tunnels a fiber each was most of the relay's memory).
+ * Registering a host that already has a tunnel closes the old one's scope (last write wins),
+ * which runs its finalizers; `closeAll` (and closing the registry's scope) closes them all at
+ * once, so every tunnel's finalizer drains it. One fiber pings every tunnel each period, and
+ * refreshes the directory entries of those that answered. `DirectorySync` keeps the directory
+ * true to what is here.
+ */
+import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-relay/protocol"
+import { Context, Effect, ExecutionStrategy, Exit, Fiber, FiberId, FiberSet, Layer, Option, Schedule, Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import { RelayAddress } from "../config/RelayAddress.js"
+import { RelayConfig } from "../config/RelayConfig.js"
+import { Directory, ownerId } from "../directory/Directory.js"
+import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import * as DirectorySync from "./DirectorySync.js"
+import { Draining, refuseWhileDraining } from "./Draining.js"
+import * as Tunnel from "./Tunnel.js"
+
+/** An open tunnel and the scope its life runs in. */
+interface Held {
+  readonly tunnel: Tunnel.Tunnel
+  readonly scope: Scope.CloseableScope
+}
+
+/** What closing every tunnel at once did, for the drain's log events. */
+export interface CloseAllReport {
+  readonly tunnels: number
+  /** Tunnels whose drain frame went out. */
+  readonly notified: number
+}
+
+export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<TunnelRegistry, {
+  /**
+   * Takes over an authenticated tunnel transport for `hostId` and runs it until it ends.
+   * Refused with 4001 when the relay is draining: checked here, after the caller's async auth.
+   */
+  readonly register: (hostId: HostId, conn: Transport.Transport) => Effect.Effect<void>
+  /** The local tunnel for a host, if this relay holds it. */
+  readonly get: (hostId: HostId) => Option.Option<Tunnel.Tunnel>
+  readonly size: () => number
+  /** Requests in flight over all tunnels (for the pending-requests gauge, read at scrape time). */
+  readonly pendingRequests: () => number
+  readonly hostIds: () => ReadonlyArray<HostId>
+  /**
+   * Tells every host to move (drain frames), then closes every tunnel and waits for their
+   * finalizers (flush, 4001). `onAllNotified` runs once every drain frame went out.
+   */
+  readonly closeAll: (onAllNotified: (notified: number) => Effect.Effect<void>) => Effect.Effect<CloseAllReport>
+  /** `{region}:{machineId}`: the owner id of this relay's directory entries. */
+  readonly owner: string
+}>() {
+  static layer = Layer.scoped(
+    TunnelRegistry,
+    Effect.gen(function*() {
+      const config = yield* RelayConfig
+      const draining = yield* Draining
+      const owner = ownerId(config.region, config.machineId)
+      // What tunnels start from their sockets' callbacks runs here, interrupted when the registry closes.
+      const run = yield* FiberSet.makeRuntime<never>()
+      /** Open tunnels and their scopes. */
+      const local = new Map<HostId, Held>()
+
+      const sync = yield* DirectorySync.make({
+        config,
+        directory: yield* Directory,
+        address: yield* RelayAddress,
+        draining,
+        owner,
+        isLive: (tunnel) => local.get(tunnel.hostId)?.tunnel === tunnel,
+        live: () => [...local.values()].map((held) => held.tunnel)
+      })
+
+      // Every tunnel's scope is a child of this one: closing the registry (its Layer's scope)
+      // closes them all at once, running every tunnel's finalizers concurrently.
+      const tunnelsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
+
+      /**
+       * Opens a tunnel in its own scope and writes its directory entry. The scope is closed when the
+       * tunnel ends by itself, when another tunnel replaces it, when its entry cannot be written, or
+       * by `closeAll` / the registry closing. Its finalizers run in reverse: the directory entry goes
+       * (unless a drain clears them all at once), then the tunnel (drain frame, flush, close), and
+       * only then does it leave the local map, so a drain past its deadline can still name it.
+       */
+      const open = (hostId: HostId, conn: Transport.Transport, tunnelId: string) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
+          conn.onClose((info) => RelayMetrics.recordTunnelClose(info.code))
+          const close = Scope.close(scope, Exit.void)
+          // Added first, so it runs last: the tunnel stays listed until its own finalizer is done.
+          let held: Held | undefined
+          yield* Scope.addFinalizer(scope, Effect.sync(() => {
+            if (held !== undefined && local.get(hostId) === held) local.delete(hostId)
+          }))
+          const tunnel = yield* Tunnel.make(hostId, conn, {
+            tunnelId,
+            pingSelf: false,
+            run,
+            // While draining, the drain's own events say what happened to every tunnel.
+            onEnded: (end) =>
+              run(
+                (draining.isDraining()
+                  ? Effect.void
+                  : Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))).pipe(
+                    Effect.zipRight(close)
+                  )
+              )
+          }).pipe(Scope.extend(scope), Effect.provideService(RelayConfig, config))
+          held = { tunnel, scope }
+          local.set(hostId, held)
+          const written = yield* sync.register(tunnel).pipe(Effect.either)
+          if (written._tag === "Left") {
+            yield* Effect.logError("tunnel.register_failed", written.left.message)
+            yield* RelayMetrics.registration("directory_unavailable")
+            yield* tunnel.closeWith(CloseCodes.Internal, "directory unavailable")
+            return yield* close
+          }
+          const entry = written.right
+          // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
+          if (draining.isDraining() || tunnel.isEnded()) {
+            yield* Effect.logInfo("tunnel.register_rolled_back")
+            yield* sync.unregister(entry)
+            return yield* close
+          }
+          // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
+          yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : sync.unregister(entry))))
+          yield* RelayMetrics.registration("accepted")
+          yield* Effect.logInfo("tunnel.registered")
+        }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
+
+      const register = (hostId: HostId, conn: Transport.Transport) =>
+        Effect.gen(function*() {
+          if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId)
+          const previous = local.get(hostId)
+          if (previous !== undefined) {
+            yield* previous.tunnel.closeWith(CloseCodes.Normal, CloseReasons.Replaced)
+            yield* Effect.logInfo("tunnel.replaced").pipe(Effect.annotateLogs({ hostId, tunnelId: previous.tunnel.tunnelId }))
+            // Last write wins: the old tunnel is closed (1000) and its entry removed (by tunnel id,
+            // so never the new one's) before the new one is written.
+            yield* Scope.close(previous.scope, Exit.void)
+          }
+          yield* open(hostId, conn, randomUUID())
+        })
+
+      // One fiber pings every tunnel each period (instead of a fiber and a timer per tunnel), and
+      // refreshes the entries of those that answered the last ping: one directory write per tunnel
+      // and period at most, however many pongs a host sends.
+      yield* Effect.gen(function*() {
+        const answered: Array<Tunnel.Tunnel> = []
+        for (const { tunnel } of [...local.values()]) {
+          if (tunnel.takePong()) answered.push(tunnel)
+          yield* tunnel.pingTick
+        }
+        if (answered.length > 0) yield* Effect.fork(sync.refresh(answered))
+      }).pipe(
+        Effect.repeat(Schedule.spaced(config.pingIntervalMs)),
+        Effect.delay(config.pingIntervalMs),
+        Effect.forkScoped
+      )
+
+      const closeAll = (onAllNotified: (notified: number) => Effect.Effect<void>) =>
+        Effect.gen(function*() {
+          const all = [...local.values()]
+          const notified = yield* notifyAll(all)
+          yield* onAllNotified(notified)
+          yield* closeEvery(all)
+          return { tunnels: all.length, notified }
+        })
+
+      return TunnelRegistry.of({
+        register,
+        get: (hostId) => Option.fromNullable(local.get(hostId)?.tunnel),
+        size: () => local.size,
+        pendingRequests: () => {
+          let total = 0
+          for (const { tunnel } of local.values()) total += tunnel.pendingCount()
+          return total
+        },
+        hostIds: () => [...local.keys()],
+        closeAll,
+        owner
+      })
+    })
+  )
+}
+
+/** Resumes after the event loop has run its pending I/O callbacks once (a macrotask, unlike Effect.yieldNow). */
+const yieldToEventLoop = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/** Runs `f` over `items`, letting the event loop read sockets every 256 items. */
+const forEachYielding = <A>(items: Iterable<A>, f: (a: A) => Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    let sinceYield = 0
+    for (const item of items) {
+      yield* f(item)
+      if (++sinceYield === 256) {
+        sinceYield = 0
+        yield* yieldToEventLoop
+      }
+    }
+  })
+
+/** Sends every host its drain frame; how many went out. */
+const notifyAll = (all: ReadonlyArray<Held>) =>
+  Effect.gen(function*() {
+    let notified = 0
+    yield* forEachYielding(all, ({ tunnel }) =>
+      Effect.sync(() => {
+        if (tunnel.notifyDrain()) notified++
+      }))
+    return notified
+  })
+
+/**
+ * Closes every tunnel's scope. Tunnels with requests in flight (or client WebSockets) wait up to
+ * the flush window in their finalizers: those close concurrently, each in its own fiber. Idle
+ * ones do not wait at all: they close one after another from this fiber, which at thousands of
+ * tunnels is several times cheaper than a fiber each, with the event loop let in now and then
+ * (the directory's reply, in-flight responses of busy tunnels). A tunnel that became busy by the
+ * time its turn came joins the concurrent ones.
+ */
+const closeEvery = (all: ReadonlyArray<Held>) =>
+  Effect.gen(function*() {
+    const closeOne = ({ scope }: Held) => Scope.close(scope, Exit.interrupt(FiberId.none))
+    const isBusy = ({ tunnel }: Held) => tunnel.pendingCount() > 0 || tunnel.channelCount() > 0
+    const closeConcurrently = (held: Iterable<Held>) => Effect.forEach(held, closeOne, { concurrency: "unbounded", discard: true })
+    const busy = new Set(all.filter(isBusy))
+    const closingBusy = yield* Effect.fork(closeConcurrently(busy))
+    const lateBusy: Array<Held> = []
+    yield* forEachYielding(all, (held) => {
+      if (busy.has(held)) return Effect.void
+      if (isBusy(held)) return Effect.sync(() => lateBusy.push(held))
+      return closeOne(held)
+    })
+    yield* closeConcurrently(lateBusy)
+    yield* Fiber.join(closingBusy)
+  })

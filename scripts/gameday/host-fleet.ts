@@ -4,8 +4,9 @@
  */
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { startChildWorker } from "./child-worker.js"
-import type { EventLoopDelay, FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./gameday-messages.js"
+import { sleep } from "../lib/bench.js"
+import type { EventLoopDelay, FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./messages.js"
+import { startChildWorker } from "./worker.js"
 
 const workerModule = path.join(path.dirname(fileURLToPath(import.meta.url)), "host-fleet-worker.ts")
 
@@ -87,20 +88,15 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
     })
 
   const report = async () => {
-    const reports = await Promise.all(workers.map(async (w) => {
-      const answer = w.worker.waitFor("report", 10_000)
-      w.worker.send({ type: "report" })
-      return answer
-    }))
+    const reports = await Promise.all(workers.map((w) => w.worker.ask({ type: "report" }, "report", 10_000)))
     return { gaps: reports.flatMap((r) => r.gaps), eventLoopDelayMs: reports.map((r) => r.eventLoopDelayMs) }
   }
 
   const stop = async () => {
     await Promise.all(workers.map(async (w) => {
-      const stopped = w.worker.waitFor("stopped", 10_000).catch(() => undefined)
-      w.worker.send({ type: "stop" })
+      const stopped = w.worker.ask({ type: "stop" }, "stopped", 10_000).catch(() => undefined)
       await Promise.race([stopped, w.worker.exited])
-      await Promise.race([w.worker.exited, new Promise((r) => setTimeout(r, 2_000))])
+      await Promise.race([w.worker.exited, sleep(2_000)])
       await w.worker.kill()
     }))
   }

@@ -17,8 +17,8 @@
  */
 import * as http from "node:http"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { percentile } from "./bench.js"
-import type { FailedRequest, LoadCommand, LoadEvent } from "./gameday-messages.js"
+import { percentile } from "../lib/bench.js"
+import type { FailedRequest, LoadCommand, LoadEvent } from "./messages.js"
 
 const send = (event: LoadEvent) => {
   if (process.connected) process.send!(event)

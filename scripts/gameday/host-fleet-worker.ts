@@ -11,7 +11,7 @@
 import { HostAgent, HostAgentLive } from "@effect-relay/host"
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import type { FleetCommand, FleetEvent, TunnelGap } from "./gameday-messages.js"
+import type { FleetCommand, FleetEvent, TunnelGap } from "./messages.js"
 
 const send = (event: FleetEvent) => {
   if (process.connected) process.send!(event)

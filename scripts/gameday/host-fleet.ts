@@ -5,7 +5,7 @@
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { sleep } from "../lib/bench.js"
-import type { EventLoopDelay, FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./messages.js"
+import type { EventLoopDelay, FleetCommand, FleetEvent, TunnelGap } from "./messages.js"
 import { startChildWorker } from "./worker.js"
 
 const workerModule = path.join(path.dirname(fileURLToPath(import.meta.url)), "host-fleet-worker.ts")
@@ -25,13 +25,9 @@ export interface HostFleet {
   readonly stop: () => Promise<void>
 }
 
-export interface HostFleetOptions {
-  readonly hostIds: ReadonlyArray<string>
+/** The hosts (all of them: each worker is started with its share) and what every host agent is given (see `messages.ts`). */
+export interface HostFleetOptions extends Omit<Extract<FleetCommand, { type: "start" }>, "type" | "startConcurrency"> {
   readonly workers: number
-  readonly relayUrls: ReadonlyArray<string>
-  readonly token: string
-  readonly targetUrl: string
-  readonly settings: HostSettings
   /** Log file prefix; each worker appends `-<n>.log`. */
   readonly logPrefix: string
 }

@@ -21,12 +21,8 @@ export interface LoadGenerator {
   readonly end: () => Promise<LoadReport>
 }
 
-export interface LoadGeneratorOptions {
-  readonly relayUrls: readonly [string, string]
-  readonly hostIds: ReadonlyArray<string>
-  readonly token: string
-  readonly rate: number
-  readonly timeoutMs: number
+/** What the worker is configured with (see `messages.ts`), and where it logs. */
+export interface LoadGeneratorOptions extends Omit<Extract<LoadCommand, { type: "configure" }>, "type"> {
   readonly logFile: string
 }
 

@@ -6,7 +6,7 @@
 import autocannon from "autocannon"
 import * as fs from "node:fs"
 import { spawnChild } from "./processes.js"
-import { bodyScript, type LoadFigures, parseWrk, wrkArgs, wrkOnPath } from "./wrk.js"
+import { bodyScript, type LoadFigures, parseWrk, wrkArgs, wrkOnPath, type WrkRun } from "./wrk.js"
 
 export type Tool = "wrk" | "autocannon"
 
@@ -25,11 +25,8 @@ export const resolveTool = (wanted: string): Tool => {
   }
 }
 
-export interface LoadSpec {
-  readonly url: string
-  readonly headers: Record<string, string>
-  readonly connections: number
-  readonly durationS: number
+/** One bounded load: what wrk is given, whichever tool runs it. */
+export interface LoadSpec extends Pick<WrkRun, "url" | "headers" | "connections" | "durationS"> {
   /** Sent as a POST when present. */
   readonly body?: Buffer
 }

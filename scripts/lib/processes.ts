@@ -184,68 +184,16 @@ export interface Child {
 
 /** Starts a child process (see the top of this file). */
 export const spawnChild = (options: ChildOptions): Child => {
-  const node = options.command === undefined
-  const log = options.logFile === undefined ? undefined : fs.openSync(options.logFile, "a")
-  const output = log ?? "pipe"
   const spawnedAt = Date.now()
-  const proc = spawn(options.command ?? process.execPath, options.args, {
-    cwd: repoRoot,
-    env: { ...process.env, ...options.env, ...(node ? { NODE_OPTIONS: nodeOptions() } : {}) },
-    stdio: [options.stdin ? "pipe" : "ignore", output, output, ...(options.ipc ? ["ipc" as const] : [])]
-  })
-  if (log !== undefined) fs.closeSync(log)
+  const proc = start(options)
   killOnExit(proc)
-
   let recent = ""
   const tail = () => (options.logFile === undefined ? `output: ${recent.trim()}` : `log: ${options.logFile}`)
-  const lines = feed<string>(options.name, tail)
+  const lines = feed<OutputLine>(options.name, tail)
   const messages = feed<unknown>(options.name, tail)
-  const lineListeners: Array<(line: string, stream: "stdout" | "stderr") => void> = []
-  for (const [stream, readable] of [["stdout", proc.stdout], ["stderr", proc.stderr]] as const) {
-    if (readable === null) continue
-    let buffer = ""
-    const emit = (line: string) => {
-      for (const listener of lineListeners) listener(line, stream)
-      lines.push(line)
-    }
-    readable.setEncoding("utf8")
-    readable.on("data", (chunk: string) => {
-      recent = (recent + chunk).slice(-4000)
-      buffer += chunk
-      let nl: number
-      while ((nl = buffer.indexOf("\n")) !== -1) {
-        emit(buffer.slice(0, nl))
-        buffer = buffer.slice(nl + 1)
-      }
-      // A "line" this long is not one anybody waits for.
-      if (buffer.length > 65536) buffer = ""
-    })
-    // The last line, if it had no newline.
-    readable.on("end", () => buffer !== "" && emit(buffer))
-  }
-  proc.on("message", (message) => messages.push(message))
-
-  let resolveExited: (exit: ChildExit) => void = () => {}
-  let resolveClosed: (exit: ChildExit) => void = () => {}
-  const exited = new Promise<ChildExit>((resolve) => (resolveExited = resolve))
-  const closed = new Promise<ChildExit>((resolve) => (resolveClosed = resolve))
-  proc.once("exit", (code, signal) => {
-    resolveExited({ code, signal })
-    messages.end(`exited (code ${code}, signal ${signal})`)
-  })
-  proc.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
-    resolveClosed({ code, signal })
-    lines.end(`exited (code ${code}, signal ${signal})`)
-  })
-  // A child that could not start, or whose channel closed: never an exception in this process.
-  proc.on("error", (e) => {
-    if (proc.pid !== undefined) return
-    recent += `\n${e.message}`
-    resolveExited({ code: null, signal: null })
-    resolveClosed({ code: null, signal: null })
-    lines.end(`did not start (${e.message})`)
-    messages.end(`did not start (${e.message})`)
-  })
+  readLines(proc, (chunk) => (recent = (recent + chunk).slice(-4000)), lines.push)
+  proc.on("message", messages.push)
+  const { exited, closed } = ends(proc, lines, messages, (reason) => (recent += `\n${reason}`))
   const isRunning = () => proc.pid !== undefined && alive(proc)
 
   return {
@@ -255,11 +203,11 @@ export const spawnChild = (options: ChildOptions): Child => {
     isRunning,
     exited,
     closed,
-    onLine: (listener) => void lineListeners.push(listener),
-    waitForLine: (what, accept, timeoutMs) => lines.waitFor(what, accept, timeoutMs, true),
+    onLine: (listener) => lines.listen((l) => listener(l.text, l.stream)),
+    waitForLine: (what, accept, timeoutMs) => lines.waitFor(what, (l) => accept(l.text), timeoutMs, true),
     firstJson: <T,>(timeoutMs = 20_000, test?: (value: Record<string, unknown>) => boolean) =>
-      lines.waitFor("a JSON line", (line) => {
-        const value = jsonObject(line)
+      lines.waitFor("a JSON line", (l) => {
+        const value = jsonObject(l.text)
         return value !== undefined && (test === undefined || test(value)) ? (value as T) : undefined
       }, timeoutMs, true),
     tail,
@@ -275,6 +223,77 @@ export const spawnChild = (options: ChildOptions): Child => {
       await Promise.race([exited, sleep(5000)])
     }
   }
+}
+
+const start = (options: ChildOptions): ChildProcess => {
+  const node = options.command === undefined
+  const log = options.logFile === undefined ? undefined : fs.openSync(options.logFile, "a")
+  const output = log ?? "pipe"
+  try {
+    return spawn(options.command ?? process.execPath, options.args, {
+      cwd: repoRoot,
+      env: { ...process.env, ...options.env, ...(node ? { NODE_OPTIONS: nodeOptions() } : {}) },
+      stdio: [options.stdin ? "pipe" : "ignore", output, output, ...(options.ipc ? ["ipc" as const] : [])]
+    })
+  } finally {
+    if (log !== undefined) fs.closeSync(log)
+  }
+}
+
+interface OutputLine {
+  readonly text: string
+  readonly stream: "stdout" | "stderr"
+}
+
+/** Splits what the child writes (when piped) into lines; `onChunk` sees it unsplit. */
+const readLines = (proc: ChildProcess, onChunk: (chunk: string) => void, onLine: (line: OutputLine) => void) => {
+  for (const [stream, readable] of [["stdout", proc.stdout], ["stderr", proc.stderr]] as const) {
+    if (readable === null) continue
+    let buffer = ""
+    readable.setEncoding("utf8")
+    readable.on("data", (chunk: string) => {
+      onChunk(chunk)
+      buffer += chunk
+      let nl: number
+      while ((nl = buffer.indexOf("\n")) !== -1) {
+        onLine({ text: buffer.slice(0, nl), stream })
+        buffer = buffer.slice(nl + 1)
+      }
+      // A "line" this long is not one anybody waits for.
+      if (buffer.length > 65536) buffer = ""
+    })
+    // The last line, if it had no newline.
+    readable.on("end", () => buffer !== "" && onLine({ text: buffer, stream }))
+  }
+}
+
+/**
+ * When the child is gone: `exited` (the process), `closed` (its output read to the end too).
+ * Waits for a message end at the exit, waits for a line once the output is closed.
+ */
+const ends = (proc: ChildProcess, lines: Feed<OutputLine>, messages: Feed<unknown>, onStartFailure: (reason: string) => void) => {
+  let resolveExited: (exit: ChildExit) => void = () => {}
+  let resolveClosed: (exit: ChildExit) => void = () => {}
+  const exited = new Promise<ChildExit>((resolve) => (resolveExited = resolve))
+  const closed = new Promise<ChildExit>((resolve) => (resolveClosed = resolve))
+  proc.once("exit", (code, signal) => {
+    resolveExited({ code, signal })
+    messages.end(`exited (code ${code}, signal ${signal})`)
+  })
+  proc.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
+    resolveClosed({ code, signal })
+    lines.end(`exited (code ${code}, signal ${signal})`)
+  })
+  // A child that could not start, or a send on a closed channel: never an exception in this process.
+  proc.on("error", (e) => {
+    if (proc.pid !== undefined) return
+    onStartFailure(e.message)
+    resolveExited({ code: null, signal: null })
+    resolveClosed({ code: null, signal: null })
+    lines.end(`did not start (${e.message})`)
+    messages.end(`did not start (${e.message})`)
+  })
+  return { exited, closed }
 }
 
 const jsonObject = (line: string): Record<string, unknown> | undefined => {

@@ -5,7 +5,7 @@
  * and, when asked, every time a host's tunnel was not open (from the end of
  * one tunnel to the opening of the next).
  *
- * Driven over IPC (see `gameday-messages.ts`): "start", "report", "stop".
+ * Driven over IPC (see `messages.ts`): "start", "report", "stop".
  * It exits when told to stop, or at once when the parent goes away.
  */
 import { HostAgent, HostAgentLive } from "@effect-relay/host"

@@ -13,7 +13,7 @@
  * While measuring it also tracks, per host, the longest time without a
  * successful response (from one success to the next, by completion time).
  *
- * Driven over IPC (see `gameday-messages.ts`): "configure", "run", "measure", "end".
+ * Driven over IPC (see `messages.ts`): "configure", "run", "measure", "end".
  */
 import * as http from "node:http"
 import { monitorEventLoopDelay } from "node:perf_hooks"

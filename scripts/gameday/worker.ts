@@ -10,14 +10,12 @@ export interface ChildWorker<Command, Event extends { readonly type: string }> {
   readonly pid: number
   readonly name: string
   readonly send: (command: Command) => void
-  /** The first event of `type` received from now on. */
-  readonly waitFor: <T extends Event["type"]>(type: T, timeoutMs: number) => Promise<Extract<Event, { type: T }>>
   /** Sends `command` and waits for the event of `type` that answers it. */
   readonly ask: <T extends Event["type"]>(command: Command, type: T, timeoutMs: number) => Promise<Extract<Event, { type: T }>>
   /** Called on every event. */
   readonly onEvent: (listener: (event: Event) => void) => void
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
-  /** SIGKILL now if still running, and wait for the exit. */
+  /** SIGKILL now if still running, and wait (at most 5 s) for the exit. */
   readonly kill: () => Promise<void>
 }
 
@@ -31,18 +29,18 @@ export const startChildWorker = <Command extends object, Event extends { readonl
 ): ChildWorker<Command, Event> => {
   const child = spawnChild({ name, args: [...extraNodeArgs(), ...tsx(modulePath)], logFile, ipc: true })
 
-  const waitFor: ChildWorker<Command, Event>["waitFor"] = (type, timeoutMs) =>
+  /** The first event of `type` received from now on. */
+  const waitFor = <T extends Event["type"]>(type: T, timeoutMs: number) =>
     child.waitForMessage(`"${type}"`, (message) => {
       const event = message as Event
       if (event.type === "error") throw new Error((event as unknown as { message: string }).message)
-      return event.type === type ? (event as Extract<Event, { type: typeof type }>) : undefined
+      return event.type === type ? (event as Extract<Event, { type: T }>) : undefined
     }, timeoutMs)
 
   return {
     pid: child.pid,
     name,
     send: (command) => child.send(command),
-    waitFor,
     ask: (command, type, timeoutMs) => {
       const answer = waitFor(type, timeoutMs)
       child.send(command)

@@ -124,7 +124,7 @@ const feed = <T>(name: string, where: () => string): Feed<T> => {
 
 // --- Spawning
 
-export const exitWithParent = path.join(repoRoot, "scripts/lib/exit-with-parent.cjs")
+const exitWithParent = path.join(repoRoot, "scripts/lib/exit-with-parent.cjs")
 
 /** NODE_OPTIONS for a node child: whatever this process has, plus the exit-with-parent preload. */
 const nodeOptions = () => [process.env.NODE_OPTIONS, `--require ${JSON.stringify(exitWithParent)}`].filter(Boolean).join(" ")
@@ -164,8 +164,8 @@ export interface Child {
   /** Calls `listener` with every line the child writes from now on, on either stream. */
   readonly onLine: (listener: (line: string, stream: "stdout" | "stderr") => void) => void
   /**
-   * The first output line (either stream, from its start) that `accept` returns a value for;
-   * rejects if the child is done first or after `timeoutMs`.
+   * The first output line (either stream, from its start: the last 1000 lines are kept) that
+   * `accept` returns a value for; rejects if the child is done first or after `timeoutMs`.
    */
   readonly waitForLine: <R>(what: string, accept: (line: string) => R | undefined, timeoutMs: number) => Promise<R>
   /** The first output line that is a JSON object (and passes `test`): a child's "ready" line, a report. */

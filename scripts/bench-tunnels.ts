@@ -7,13 +7,15 @@
  * Flags: --tunnels 10000 --workers 2 --out bench-results
  */
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
 import * as path from "node:path"
 import { Redis } from "ioredis"
-import { messageOf, privateRedis, startRelayProcess, testSecret, token } from "@effect-relay/testkit"
+import { messageOf, privateRedis, testSecret, token } from "@effect-relay/testkit"
 import { commit, flags, machine, repoRoot, rssKB, sleep, table, writeResult } from "./lib/bench.js"
+import { exitOnSignals, scopedChild, tsx } from "./lib/processes.js"
+import { startRelay } from "./lib/relay-process.js"
 
 const options = flags({ tunnels: 10_000, workers: 2, out: path.join(repoRoot, "bench-results") })
+exitOnSignals()
 
 interface WorkerReport {
   readonly open: number
@@ -26,92 +28,86 @@ interface WorkerReport {
   readonly codes: Record<string, number>
 }
 
-const startWorker = (relayWs: string, jwt: string, first: number, count: number) => {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts/lib/tunnel-worker.ts"), relayWs, jwt, "bench", String(first), String(count), "200"], {
-    cwd: repoRoot,
-    stdio: ["pipe", "pipe", "inherit"]
-  })
-  const lines: Array<Record<string, unknown>> = []
-  const waiters: Array<() => void> = []
-  let buffer = ""
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffer += chunk.toString()
-    let nl: number
-    while ((nl = buffer.indexOf("\n")) !== -1) {
-      lines.push(JSON.parse(buffer.slice(0, nl)))
-      buffer = buffer.slice(nl + 1)
-      for (const w of waiters.splice(0)) w()
+type Relay = Effect.Effect.Success<ReturnType<typeof startRelay>>
+type Worker = Effect.Effect.Success<ReturnType<typeof startWorker>>
+
+/** A process holding `count` tunnels (hosts `bench:h<first>`...), opened 200 at a time; killed when the scope closes. */
+const startWorker = (index: number, relayWs: string, jwt: string, first: number, count: number) =>
+  scopedChild({
+    name: `tunnel worker ${index}`,
+    args: tsx(path.join(repoRoot, "scripts/lib/tunnel-worker.ts"), relayWs, jwt, "bench", String(first), String(count), "200"),
+    stdin: true
+  }).pipe(Effect.map((child) => ({
+    /** The first JSON line of `type` it printed. */
+    waitFor: (type: string, timeoutMs: number) => child.firstJson(timeoutMs, (line) => line.type === type),
+    askReport: () => child.write("report\n")
+  })))
+
+/** The directory's entries of this run: REDIS_URL or a private redis-server, under a fresh prefix removed at the end. */
+const directoryClient = (redisUrl: string, prefix: string) =>
+  Effect.acquireRelease(Effect.sync(() => new Redis(redisUrl)), (redis) =>
+    Effect.promise(async () => {
+      const keys = await redis.keys(`${prefix}*`)
+      if (keys.length) await redis.del(...keys)
+      await redis.quit()
+    }))
+
+/** Opens every tunnel over the workers and waits until the directory holds them all; how long that took. */
+const openTunnels = (relay: Relay, redis: Redis, prefix: string, jwt: string) =>
+  Effect.gen(function*() {
+    const perWorker = Math.ceil(options.tunnels / options.workers)
+    const workers = yield* Effect.forEach(Array.from({ length: options.workers }, (_, w) => w), (w) =>
+      startWorker(w, relay.ws, jwt, w * perWorker, Math.min(perWorker, options.tunnels - w * perWorker)))
+    const openStart = Date.now()
+    const opened = yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor("opened", 300_000))))
+    const openFailed = opened.reduce((n, o) => n + Number(o.failed), 0)
+    // Registered means in the directory.
+    while ((yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))) < options.tunnels - openFailed) {
+      yield* Effect.promise(() => sleep(100))
     }
+    return { workers, openMs: Date.now() - openStart }
   })
-  const waitFor = (type: string, timeoutMs: number) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker: no ${type} within ${timeoutMs} ms`)), timeoutMs)
-      const check = () => {
-        const found = lines.find((l) => l.type === type)
-        if (found) {
-          clearTimeout(timer)
-          resolve(found)
-        } else waiters.push(check)
-      }
-      check()
-    })
-  return { child, waitFor, askReport: () => child.stdin!.write("report\n") }
-}
+
+/** SIGINT to the relay: its exit, and each worker's report of the drain frames and closes it saw. */
+const drain = (relay: Relay, workers: ReadonlyArray<Worker>) =>
+  Effect.promise(async () => {
+    const signalAt = Date.now()
+    relay.child.signal("SIGINT")
+    const exit = await relay.child.exited
+    const exitAt = Date.now()
+    // A worker reports by itself once every tunnel it holds has closed; past 15 s, ask for what it has.
+    const reports = (await Promise.all(workers.map((w) =>
+      w.waitFor("report", 15_000).catch(() => {
+        w.askReport()
+        return w.waitFor("report", 10_000)
+      })
+    ))) as unknown as Array<WorkerReport>
+    return { signalAt, exit, exitAt, reports }
+  })
 
 const program = Effect.gen(function*() {
   const external = process.env.REDIS_URL
   const redisUrl = external ?? (yield* privateRedis).url
   const prefix = `bench:tunnels:${Date.now()}:`
-  const relay = yield* startRelayProcess({
-    env: {
-      RELAY_AUTH_SECRET: testSecret,
-      REDIS_URL: redisUrl,
-      REDIS_KEY_PREFIX: prefix,
-      RELAY_PEER_SECRET: "bench-peer-secret",
-      REGION: "bench",
-      MACHINE_ID: "r1"
-    }
+  const relay = yield* startRelay({
+    RELAY_AUTH_SECRET: testSecret,
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: prefix,
+    RELAY_PEER_SECRET: "bench-peer-secret",
+    REGION: "bench",
+    MACHINE_ID: "r1"
   })
-  const redis = new Redis(redisUrl)
-  yield* Effect.addFinalizer(() => Effect.promise(async () => {
-    const keys = await redis.keys(`${prefix}*`)
-    if (keys.length) await redis.del(...keys)
-    await redis.quit()
-  }))
+  const redis = yield* directoryClient(redisUrl, prefix)
   const jwt = yield* token({ org: "bench" })
   yield* Effect.promise(() => sleep(1000))
-  const rssBefore = rssKB(relay.pid)
-
-  const perWorker = Math.ceil(options.tunnels / options.workers)
-  const workers = Array.from({ length: options.workers }, (_, w) =>
-    startWorker(relay.ws, jwt, w * perWorker, Math.min(perWorker, options.tunnels - w * perWorker)))
-  const openStart = Date.now()
-  const opened = yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor("opened", 300_000))))
-  const openFailed = opened.reduce((n, o) => n + Number(o.failed), 0)
-  // Registered means in the directory.
-  const owner = "bench:r1"
-  while ((yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))) < options.tunnels - openFailed) {
-    yield* Effect.promise(() => sleep(100))
-  }
-  const openMs = Date.now() - openStart
+  const rssBefore = rssKB(relay.child.pid)
+  const { workers, openMs } = yield* openTunnels(relay, redis, prefix, jwt)
   yield* Effect.promise(() => sleep(2000))
-  const rssAfter = rssKB(relay.pid)
+  const rssAfter = rssKB(relay.child.pid)
 
-  const signalAt = Date.now()
-  relay.signal("SIGINT")
-  const exit = yield* Effect.promise(() => relay.exited)
-  const exitAt = Date.now()
-  // A worker reports by itself once every tunnel it holds has closed; past 15 s, ask for what it has.
-  const reports = (yield* Effect.promise(() =>
-    Promise.all(workers.map((w) =>
-      w.waitFor("report", 15_000).catch(() => {
-        w.askReport()
-        return w.waitFor("report", 10_000)
-      })
-    ))
-  )) as unknown as Array<WorkerReport>
+  const { signalAt, exit, exitAt, reports } = yield* drain(relay, workers)
   const owned = yield* Effect.promise(() => redis.hgetall(`${prefix}tunnel-owner`))
-  const leftoverEntries = Object.values(owned).filter((o) => o === owner).length
+  const leftoverEntries = Object.values(owned).filter((o) => o === "bench:r1").length
 
   const log = (name: string) => relay.logs.find((l) => messageOf(l) === name)?.annotations ?? {}
   const lastDrainAt = Math.max(...reports.map((r) => r.lastDrainAt ?? 0))
@@ -154,8 +150,7 @@ const program = Effect.gen(function*() {
     { metric: "leftover directory entries", value: result.leftoverEntries, target: 0 }
   ]))
   console.log(`close codes: ${JSON.stringify(codes)}\nwritten: ${file}`)
-  if (process.env.BENCH_VERBOSE) for (const l of relay.logs.filter((l) => messageOf(l).startsWith("drain."))) console.log(messageOf(l), l.at - (signalAt - relay.spawnedAt), JSON.stringify(l.annotations))
-  for (const w of workers) w.child.kill()
+  if (process.env.BENCH_VERBOSE) for (const l of relay.logs.filter((l) => messageOf(l).startsWith("drain."))) console.log(messageOf(l), l.at - (signalAt - relay.child.spawnedAt), JSON.stringify(l.annotations))
 })
 
 Effect.runPromise(Effect.scoped(program)).catch((e) => {

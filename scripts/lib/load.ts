@@ -4,10 +4,9 @@
  * else by autocannon (a devDependency, so a fresh clone always has one).
  */
 import autocannon from "autocannon"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import { track } from "./processes.js"
-import { bodyScript, type LoadFigures, parseWrk, wrkArgs, wrkOnPath } from "./wrk.js"
+import { spawnChild } from "./processes.js"
+import { bodyScript, type LoadFigures, parseWrk, wrkArgs, wrkOnPath, type WrkRun } from "./wrk.js"
 
 export type Tool = "wrk" | "autocannon"
 
@@ -26,11 +25,8 @@ export const resolveTool = (wanted: string): Tool => {
   }
 }
 
-export interface LoadSpec {
-  readonly url: string
-  readonly headers: Record<string, string>
-  readonly connections: number
-  readonly durationS: number
+/** One bounded load: what wrk is given, whichever tool runs it. */
+export interface LoadSpec extends Pick<WrkRun, "url" | "headers" | "connections" | "durationS"> {
   /** Sent as a POST when present. */
   readonly body?: Buffer
 }
@@ -49,25 +45,17 @@ const postScript = (body: Buffer, scratchDir: string) => {
   return script
 }
 
-const runWrk = (spec: LoadSpec, scratchDir: string): Promise<LoadFigures> => {
+const runWrk = async (spec: LoadSpec, scratchDir: string): Promise<LoadFigures> => {
   const script = spec.body ? postScript(spec.body, scratchDir) : undefined
   const args = wrkArgs({ url: spec.url, headers: spec.headers, connections: spec.connections, durationS: spec.durationS, timeoutS, ...(script ? { script } : {}) })
-  return new Promise((resolve, reject) => {
-    const proc = track(spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] }))
-    let stdout = ""
-    let stderr = ""
-    proc.stdout!.setEncoding("utf8").on("data", (c: string) => (stdout += c))
-    proc.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c))
-    proc.once("error", reject)
-    proc.once("close", (code, signal) => {
-      if (code !== 0) return reject(new Error(`wrk ${args.join(" ")} exited with ${code ?? signal}: ${stderr}${stdout}`))
-      try {
-        resolve(parseWrk(stdout))
-      } catch (e) {
-        reject(e)
-      }
-    })
+  const wrk = spawnChild({ name: "wrk", command: "wrk", args })
+  const stdout: Array<string> = []
+  wrk.onLine((line, stream) => {
+    if (stream === "stdout") stdout.push(line)
   })
+  const { code, signal } = await wrk.closed
+  if (code !== 0) throw new Error(`wrk ${args.join(" ")} exited with ${code ?? signal}: ${wrk.tail()}`)
+  return parseWrk(stdout.join("\n"))
 }
 
 const runAutocannon = async (spec: LoadSpec): Promise<LoadFigures> => {

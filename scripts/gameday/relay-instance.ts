@@ -4,9 +4,9 @@
  * a crash) and started again on the same port, the way a platform restarts a
  * machine in place. It keeps the JSON log lines of every run of the process.
  */
-import { type LoggingProcess, messageOf, relayBin, spawnLogging } from "@effect-relay/testkit"
-import { killOnExit } from "./child-worker.js"
-import { sleep } from "./bench.js"
+import { type LogLine, messageOf } from "@effect-relay/testkit"
+import { waitForHttp200 } from "../lib/processes.js"
+import { type RelayProcess, spawnRelay } from "../lib/relay-process.js"
 
 export interface RelayStop {
   readonly signal: NodeJS.Signals
@@ -42,7 +42,7 @@ export interface RelayInstance {
   /** Times (the relay's own log timestamps, ms) of every `tunnel.registered`, across restarts. */
   readonly registrations: () => ReadonlyArray<number>
   /** Log lines of every run, oldest run first. */
-  readonly logs: () => ReadonlyArray<LoggingProcess["logs"][number]>
+  readonly logs: () => ReadonlyArray<LogLine>
   /** Lines that were not JSON logs (start-up failures show here). */
   readonly otherOutput: () => ReadonlyArray<string>
 }
@@ -55,63 +55,44 @@ export interface RelayInstanceOptions {
   readonly startTimeoutMs?: number
 }
 
-/** Polls `GET /ready` until it answers 200. */
-const waitReady = async (url: string, timeoutMs: number, alive: () => boolean) => {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (!alive()) throw new Error(`${url}: the relay exited before it was ready`)
-    try {
-      const res = await fetch(`${url}/ready`)
-      await res.arrayBuffer()
-      if (res.status === 200) return
-    } catch {
-      // not listening yet
-    }
-    await sleep(25)
-  }
-  throw new Error(`${url}/ready did not answer 200 within ${timeoutMs} ms`)
-}
-
 export const relayInstance = (options: RelayInstanceOptions): RelayInstance => {
-  const runs: Array<LoggingProcess> = []
+  const runs: Array<RelayProcess> = []
   const http = `http://127.0.0.1:${options.port}`
   const current = () => runs[runs.length - 1]
-  const isRunning = () => {
-    const proc = current()
-    return proc !== undefined && proc.child.exitCode === null && proc.child.signalCode === null
-  }
+  const isRunning = () => current()?.child.isRunning() ?? false
 
   const start = async (): Promise<RelayStart> => {
     if (isRunning()) throw new Error(`relay ${options.name} is already running`)
-    const proc = spawnLogging(relayBin, ["serve", "--port", String(options.port), "--bind", "127.0.0.1"], {
+    const relay = spawnRelay(`relay ${options.name}`, options.port, {
       ...options.env,
       REGION: options.region,
       MACHINE_ID: options.name,
       RELAY_INTERNAL_URL: http
     })
-    killOnExit(proc.child)
-    runs.push(proc)
-    const spawnedAt = proc.spawnedAt
+    runs.push(relay)
+    const timeoutMs = options.startTimeoutMs ?? 30_000
     try {
-      await proc.waitForLog("relay.listening", options.startTimeoutMs ?? 30_000)
+      await relay.waitForLog("relay.listening", timeoutMs)
       const listeningAt = Date.now()
-      await waitReady(http, options.startTimeoutMs ?? 30_000, isRunning)
-      return { spawnedAt, listeningAt, readyAt: Date.now() }
+      await waitForHttp200(`${http}/ready`, { timeoutMs, intervalMs: 25, child: relay.child })
+      return { spawnedAt: relay.child.spawnedAt, listeningAt, readyAt: Date.now() }
     } catch (e) {
       // Never leave a relay behind that did not come up.
-      proc.child.kill("SIGKILL")
+      await relay.child.kill()
       throw e
     }
   }
 
   const stop = async (signal: "SIGINT" | "SIGKILL"): Promise<RelayStop> => {
-    const proc = current()
-    if (proc === undefined || !isRunning()) throw new Error(`relay ${options.name} is not running`)
+    const relay = current()
+    if (relay === undefined || !isRunning()) throw new Error(`relay ${options.name} is not running`)
     const signalAt = Date.now()
-    proc.signal(signal)
-    const exit = await proc.exited
+    relay.child.signal(signal)
+    const exit = await relay.child.exited
     const exitAt = Date.now()
-    const done = proc.logs.find((l) => messageOf(l) === "drain.done")
+    // Its last log lines may still be on their way after the exit.
+    await relay.child.closed
+    const done = relay.logs.find((l) => messageOf(l) === "drain.done")
     return {
       signal,
       signalAt,
@@ -128,9 +109,9 @@ export const relayInstance = (options: RelayInstanceOptions): RelayInstance => {
     http,
     ws: `ws://127.0.0.1:${options.port}`,
     owner: `${options.region}:${options.name}`,
-    currentSpawnedAt: () => current()?.spawnedAt ?? 0,
+    currentSpawnedAt: () => current()?.child.spawnedAt ?? 0,
     isRunning,
-    pid: () => (isRunning() ? current()?.pid : undefined),
+    pid: () => (isRunning() ? current()?.child.pid : undefined),
     start,
     stop,
     registrations: () =>

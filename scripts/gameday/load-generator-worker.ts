@@ -13,12 +13,12 @@
  * While measuring it also tracks, per host, the longest time without a
  * successful response (from one success to the next, by completion time).
  *
- * Driven over IPC (see `gameday-messages.ts`): "configure", "run", "measure", "end".
+ * Driven over IPC (see `messages.ts`): "configure", "run", "measure", "end".
  */
 import * as http from "node:http"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import { percentile } from "./bench.js"
-import type { FailedRequest, LoadCommand, LoadEvent } from "./gameday-messages.js"
+import { percentile } from "../lib/bench.js"
+import type { FailedRequest, LoadCommand, LoadEvent } from "./messages.js"
 
 const send = (event: LoadEvent) => {
   if (process.connected) process.send!(event)
@@ -217,9 +217,10 @@ process.on("message", (message) => {
         authorization = `Bearer ${command.token}`
         // As many connections as the load needs (no pool limit: a queue in front of a slow relay
         // would turn its slowness into timeouts of the generator's own making); kept between
-        // requests, and an idle one closed after 4 s, before the relay's own 5 s keep-alive timeout
-        // (Node's default) closes it: what a load balancer does so that it never sends a request on
-        // a connection the backend is closing at that moment.
+        // requests, and an idle one closed after 4 s. The relay keeps an idle connection for 75 s
+        // (its HTTP server's keepAliveTimeout), so the generator always closes first, as a load
+        // balancer's idle timeout sits below its backends' keep-alive timeout: it never sends a
+        // request on a connection the backend is closing at that moment.
         agents = command.relayUrls.map(() => new http.Agent({ keepAlive: true, maxFreeSockets: 1024, timeout: 4_000 }))
         send({ type: "configured" })
         return

@@ -3,8 +3,8 @@
  * generator's gaps, the peak registration rate from relay log times, and
  * where in the restart sequence each failed request fell.
  */
-import { percentile } from "./bench.js"
-import type { FailedRequest, TunnelGap } from "./gameday-messages.js"
+import { percentile } from "../lib/bench.js"
+import type { FailedRequest, TunnelGap } from "./messages.js"
 
 export interface Summary {
   readonly p50: number

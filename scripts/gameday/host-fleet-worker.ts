@@ -5,13 +5,13 @@
  * and, when asked, every time a host's tunnel was not open (from the end of
  * one tunnel to the opening of the next).
  *
- * Driven over IPC (see `gameday-messages.ts`): "start", "report", "stop".
+ * Driven over IPC (see `messages.ts`): "start", "report", "stop".
  * It exits when told to stop, or at once when the parent goes away.
  */
 import { HostAgent, HostAgentLive } from "@effect-relay/host"
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
-import type { FleetCommand, FleetEvent, TunnelGap } from "./gameday-messages.js"
+import type { FleetCommand, FleetEvent, TunnelGap } from "./messages.js"
 
 const send = (event: FleetEvent) => {
   if (process.connected) process.send!(event)

@@ -4,8 +4,9 @@
  */
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { startChildWorker } from "./child-worker.js"
-import type { EventLoopDelay, FleetCommand, FleetEvent, HostSettings, TunnelGap } from "./gameday-messages.js"
+import { sleep } from "../lib/bench.js"
+import type { EventLoopDelay, FleetCommand, FleetEvent, TunnelGap } from "./messages.js"
+import { startChildWorker } from "./worker.js"
 
 const workerModule = path.join(path.dirname(fileURLToPath(import.meta.url)), "host-fleet-worker.ts")
 
@@ -24,13 +25,9 @@ export interface HostFleet {
   readonly stop: () => Promise<void>
 }
 
-export interface HostFleetOptions {
-  readonly hostIds: ReadonlyArray<string>
+/** The hosts (all of them: each worker is started with its share) and what every host agent is given (see `messages.ts`). */
+export interface HostFleetOptions extends Omit<Extract<FleetCommand, { type: "start" }>, "type" | "startConcurrency"> {
   readonly workers: number
-  readonly relayUrls: ReadonlyArray<string>
-  readonly token: string
-  readonly targetUrl: string
-  readonly settings: HostSettings
   /** Log file prefix; each worker appends `-<n>.log`. */
   readonly logPrefix: string
 }
@@ -87,20 +84,15 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
     })
 
   const report = async () => {
-    const reports = await Promise.all(workers.map(async (w) => {
-      const answer = w.worker.waitFor("report", 10_000)
-      w.worker.send({ type: "report" })
-      return answer
-    }))
+    const reports = await Promise.all(workers.map((w) => w.worker.ask({ type: "report" }, "report", 10_000)))
     return { gaps: reports.flatMap((r) => r.gaps), eventLoopDelayMs: reports.map((r) => r.eventLoopDelayMs) }
   }
 
   const stop = async () => {
     await Promise.all(workers.map(async (w) => {
-      const stopped = w.worker.waitFor("stopped", 10_000).catch(() => undefined)
-      w.worker.send({ type: "stop" })
+      const stopped = w.worker.ask({ type: "stop" }, "stopped", 10_000).catch(() => undefined)
       await Promise.race([stopped, w.worker.exited])
-      await Promise.race([w.worker.exited, new Promise((r) => setTimeout(r, 2_000))])
+      await Promise.race([w.worker.exited, sleep(2_000)])
       await w.worker.kill()
     }))
   }

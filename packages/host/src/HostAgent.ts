@@ -1,4 +1,4 @@
-import { CloseCodes, Transport } from "@effect-relay/protocol"
+import { CloseCodes, Features, FeaturesHeader, Transport } from "@effect-relay/protocol"
 import {
   Clock,
   Context,
@@ -92,7 +92,7 @@ const make = (config: ResolvedHostAgentConfig) =>
     const dial = (relayUrl: string) =>
       Effect.disconnect(
         Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
-          headers: { authorization: `Bearer ${Redacted.value(config.token)}` },
+          headers: { authorization: `Bearer ${Redacted.value(config.token)}`, [FeaturesHeader]: Features.cancel },
           timeoutMs: config.connectTimeoutMs,
           // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).
           zeroMask: true

@@ -9,7 +9,7 @@ import {
   RelayToHostCodec,
   type Transport
 } from "@effect-relay/protocol"
-import { Duration, Effect, FiberSet } from "effect"
+import { Duration, Effect, FiberMap, FiberSet } from "effect"
 import { SessionClosed, WatchdogTimeout } from "./Errors.js"
 import * as TargetChannels from "./TargetChannels.js"
 import { TargetHttp } from "./TargetHttp.js"
@@ -40,6 +40,10 @@ export const run = (
   Effect.gen(function*() {
     const target = yield* TargetHttp
     const requests = yield* FiberSet.make()
+    // HTTP requests in flight by id, so the relay's `http:cancel` can stop one; each is started
+    // straight from the socket's callback.
+    const inFlight = yield* FiberMap.make<string>()
+    const runRequest = yield* FiberMap.runtime(inFlight)<TargetHttp>()
     // Work started by a frame runs in its own fiber in `requests`, started from the socket's
     // callback; they all end with the session.
     const runInSession = yield* FiberSet.runtime(requests)<never>()
@@ -74,7 +78,10 @@ export const run = (
         case "ping":
           return send(Pong.make({ ts: message.ts }, true))
         case "http":
-          return Effect.flatMap(target.forward(message), send)
+          runRequest(message.id, Effect.flatMap(target.forward(message), send))
+          return Effect.void
+        case "http:cancel":
+          return FiberMap.remove(inFlight, message.id)
         case "ws:open":
           return channels.open(message)
         case "ws:frame":

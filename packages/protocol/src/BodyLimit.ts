@@ -8,7 +8,15 @@ import type { IncomingMessage } from "node:http"
 export type Collected =
   | { readonly _tag: "Body"; readonly body: Buffer }
   | { readonly _tag: "TooLarge" }
+  | { readonly _tag: "NotAdmitted" }
   | { readonly _tag: "Failed"; readonly detail: string }
+
+export interface CollectOptions {
+  /** Wait for a body even without a length or chunked encoding (a response read until the connection ends). */
+  readonly expectBody?: boolean
+  /** Asked before each chunk is kept: false ends the read with `NotAdmitted` (no room left for it). */
+  readonly admit?: (bytes: number) => boolean
+}
 
 const noBody = Buffer.alloc(0)
 
@@ -33,7 +41,7 @@ export const collect = (
   message: IncomingMessage,
   limit: number,
   done: (result: Collected) => void,
-  options: { readonly expectBody?: boolean } = {}
+  options: CollectOptions = {}
 ): () => void => {
   if ((declaredLength(message) ?? 0) > limit) {
     done({ _tag: "TooLarge" })
@@ -63,6 +71,7 @@ export const collect = (
   const onData = (chunk: Buffer) => {
     size += chunk.length
     if (size > limit) return finish({ _tag: "TooLarge" })
+    if (options.admit !== undefined && !options.admit(chunk.length)) return finish({ _tag: "NotAdmitted" })
     chunks.push(chunk)
   }
   const onEnd = () => finish({ _tag: "Body", body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) })

@@ -1,4 +1,5 @@
 import { Effect, Either, ParseResult, Schema } from "effect"
+import { clip } from "./LogLimits.js"
 
 /**
  * The tunnel's wire format: JSON text frames, one message each, a tagged union
@@ -42,6 +43,15 @@ export const Ping = Schema.TaggedStruct("ping", {
 })
 export interface Ping extends Schema.Schema.Type<typeof Ping> {}
 
+/**
+ * The client of request `id` went away, or the relay stopped waiting for it (timeout): the host
+ * stops its call to the target. Sent only to hosts that announce the `cancel` feature.
+ */
+export const HttpCancel = Schema.TaggedStruct("http:cancel", {
+  id: Id
+})
+export interface HttpCancel extends Schema.Schema.Type<typeof HttpCancel> {}
+
 export const DrainMessage = Schema.TaggedStruct("drain", {
   reason: Schema.optional(Schema.String)
 })
@@ -79,7 +89,7 @@ export const Pong = Schema.TaggedStruct("pong", {
 })
 export interface Pong extends Schema.Schema.Type<typeof Pong> {}
 
-export const RelayToHost = Schema.Union(HttpRequest, WsOpen, WsFrame, WsClose, Ping, DrainMessage)
+export const RelayToHost = Schema.Union(HttpRequest, HttpCancel, WsOpen, WsFrame, WsClose, Ping, DrainMessage)
 export type RelayToHost = typeof RelayToHost.Type
 
 export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong)
@@ -112,8 +122,10 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
         fromObject({ _tag: type, ...rest }),
         (e) =>
           new FrameError({
-            type,
-            problem: ParseResult.TreeFormatter.formatErrorSync(e)
+            // Both come from the peer: cut, so a bad frame cannot make a large log line.
+            type: clip(type, 64),
+            problem: clip(ParseResult.TreeFormatter.formatErrorSync(e), 300),
+            ...(typeof rest.id === "string" && rest.id.length > 0 && rest.id.length <= 64 ? { id: rest.id } : {})
           })
       )
     },
@@ -127,30 +139,34 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
   }
 }
 
+/** A bad frame as a log line: `tunnel.bad_frame {problem, type}`. */
+export const logBadFrame = (error: FrameError): Effect.Effect<void> =>
+  Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: error.problem, type: error.type ?? null }))
+
+let binaryFrame: FrameError | undefined
+
 /**
  * A tunnel's frame handler: each text frame is decoded and handed to `handle`; a frame that
- * does not decode (binary, not JSON, unknown type, wrong fields) is logged as `tunnel.bad_frame`
- * and dropped, and the tunnel goes on.
+ * does not decode (binary, not JSON, unknown type, wrong fields) goes to `onBad` (by default
+ * logged as `tunnel.bad_frame`) and is dropped, and the tunnel goes on.
  */
 const handlerOf = <A>(decode: (text: string) => Either.Either<A, FrameError>) =>
-<R>(handle: (message: A) => Effect.Effect<void, never, R>) =>
+<R>(
+  handle: (message: A) => Effect.Effect<void, never, R>,
+  onBad: (error: FrameError) => Effect.Effect<void, never, R> = logBadFrame
+) =>
 (frame: string | Uint8Array): Effect.Effect<void, never, R> => {
-  if (typeof frame !== "string") {
-    return Effect.logWarning("tunnel.bad_frame").pipe(Effect.annotateLogs({ problem: "binary frame" }))
-  }
+  if (typeof frame !== "string") return onBad(binaryFrame ??= new FrameError({ problem: "binary frame" }))
   const decoded = decode(frame)
-  if (decoded._tag === "Left") {
-    return Effect.logWarning("tunnel.bad_frame").pipe(
-      Effect.annotateLogs({ problem: decoded.left.problem, type: decoded.left.type ?? null })
-    )
-  }
-  return handle(decoded.right)
+  return decoded._tag === "Left" ? onBad(decoded.left) : handle(decoded.right)
 }
 
 /** A frame that is not a message we know: logged and answered, never a crash. */
 export class FrameError extends Schema.TaggedError<FrameError>()("FrameError", {
   type: Schema.optional(Schema.String),
-  problem: Schema.String
+  problem: Schema.String,
+  /** The frame's `id`, when it had a plausible one: the request or channel it was meant for. */
+  id: Schema.optional(Schema.String)
 }) {
   get message() {
     return `bad frame${this.type ? ` (type ${this.type})` : ""}: ${this.problem}`
@@ -164,3 +180,18 @@ const codec = <A extends { readonly _tag: string }, I extends { readonly _tag: s
 
 export const RelayToHostCodec = codec(RelayToHost)
 export const HostToRelayCodec = codec(HostToRelay)
+
+/**
+ * Optional frames a host agent understands, announced on the tunnel's upgrade request in this
+ * header (comma-separated): the relay sends them only to hosts that do, so an older agent never
+ * sees a frame it does not know.
+ */
+export const FeaturesHeader = "effect-relay-features"
+export const Features = {
+  /** `http:cancel`: the agent stops a request the client gave up on. */
+  cancel: "cancel"
+} as const
+
+/** The features a tunnel's upgrade request announced. */
+export const parseFeatures = (header: string | ReadonlyArray<string> | undefined): ReadonlySet<string> =>
+  new Set((typeof header === "string" ? header : (header ?? []).join(",")).split(",").map((f) => f.trim()).filter((f) => f.length > 0))

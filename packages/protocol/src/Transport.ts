@@ -42,6 +42,14 @@ export interface Transport {
   readonly closeInfo: Effect.Effect<Option.Option<CloseInfo>>
   /** Bytes queued for sending and not yet handed to the OS. */
   readonly bufferedAmount: () => number
+  /**
+   * Stops reading from the peer (TCP backpressure reaches it); frames already read may still
+   * arrive. `resume` reads again. Both are idempotent.
+   */
+  readonly pause: () => void
+  readonly resume: () => void
+  /** Calls `f` once the bytes queued for sending have gone out to the OS (at once if none are queued), or the connection ends. */
+  readonly onDrain: (f: () => void) => void
 }
 
 export interface CloseInfo {
@@ -96,13 +104,41 @@ interface Inbox {
   readonly onMessage: (handler: (frame: Frame) => void) => void
 }
 
-const makeInbox = (): Inbox => {
+/** Frames an inbox holds for a reader that has not taken them before it stops reading from the peer. */
+const inboxHighWater = 256
+
+/**
+ * Backpressure for an inbox: `pause` stops reading from the peer, `resume` reads again. Set once
+ * the socket exists (an inbox is made before it).
+ */
+interface Pressure {
+  pause: () => void
+  resume: () => void
+}
+
+const makeInbox = (): Inbox & { readonly pressure: Pressure } => {
   // Made when a stream reader first asks: a transport read through `onMessage` never needs one.
   let mailbox: Mailbox.Mailbox<Frame> | undefined
   let held: Array<Frame> | undefined = []
   let ended = false
   let handler: ((frame: Frame) => void) | undefined
   let streaming = false
+  let paused = false
+  const pressure: Pressure = { pause: () => {}, resume: () => {} }
+  /** Frames waiting for the reader: over the high-water mark, the peer is not read until they are taken. */
+  const waiting = () => held?.length ?? mailbox?.unsafeSize().pipe(Option.getOrElse(() => 0)) ?? 0
+  const checkFull = () => {
+    if (!paused && waiting() >= inboxHighWater) {
+      paused = true
+      pressure.pause()
+    }
+  }
+  const checkTaken = () => {
+    if (paused && waiting() < inboxHighWater / 4) {
+      paused = false
+      pressure.resume()
+    }
+  }
   const deliver = (frame: Frame) => {
     try {
       handler!(frame)
@@ -110,11 +146,14 @@ const makeInbox = (): Inbox => {
       // The handler's own errors are its business; one must not stop the frames after it.
     }
   }
+  const streamOf = (m: Mailbox.Mailbox<Frame>) => Stream.tap(Mailbox.toStream(m), () => Effect.sync(checkTaken))
   return {
+    pressure,
     push: (frame) => {
-      if (handler !== undefined) deliver(frame)
-      else if (streaming) mailbox!.unsafeOffer(frame)
+      if (handler !== undefined) return deliver(frame)
+      if (streaming) mailbox!.unsafeOffer(frame)
       else held?.push(frame)
+      checkFull()
     },
     end: () => {
       ended = true
@@ -122,7 +161,7 @@ const makeInbox = (): Inbox => {
     },
     stream: Stream.unwrap(Effect.suspend(() => {
       if (handler !== undefined) return Effect.dieMessage("this transport is read through onMessage")
-      if (mailbox !== undefined) return Effect.succeed(Mailbox.toStream(mailbox))
+      if (mailbox !== undefined) return Effect.succeed(streamOf(mailbox))
       return Effect.map(Mailbox.make<Frame>(), (made) => {
         if (mailbox === undefined) {
           mailbox = made
@@ -131,7 +170,7 @@ const makeInbox = (): Inbox => {
           held = undefined
           if (ended) made.unsafeDone(Exit.void)
         }
-        return Mailbox.toStream(mailbox)
+        return streamOf(mailbox)
       })
     })),
     onMessage: (next) => {
@@ -140,6 +179,7 @@ const makeInbox = (): Inbox => {
       const early = held ?? []
       held = undefined
       for (const frame of early) deliver(frame)
+      checkTaken()
     }
   }
 }
@@ -180,13 +220,15 @@ const makeEnding = (deferred: Deferred.Deferred<CloseInfo>): Ending => {
 
 const makeState = Effect.map(Deferred.make<CloseInfo>(), (deferred) => [makeInbox(), makeEnding(deferred)] as const)
 
+type InboxWithPressure = ReturnType<typeof makeInbox>
+
 /**
  * Puts the transport's listeners on a `ws` socket at once, so no frame that
  * arrives between the upgrade and the first read is lost.
  */
 const attach = (
   ws: WebSocket,
-  inbox: Inbox,
+  inbox: InboxWithPressure,
   ending: Ending
 ): Transport => {
   const closed = ending.deferred
@@ -194,7 +236,10 @@ const attach = (
     inbox.end()
     ending.finish(info)
   }
+  // Once this side has started closing, what the peer still sends is dropped, never queued.
+  let closing = false
   ws.on("message", (data, isBinary) => {
+    if (closing) return
     inbox.push(isBinary ? toBytes(data) : toBytes(data).toString())
   })
   // `error` is always followed by `close`; the listener keeps an unhandled error event from crashing the process.
@@ -230,8 +275,26 @@ const attach = (
   const send = (data: string | Uint8Array) =>
     Effect.suspend(() => unsafeSend(data) ? Effect.void : Effect.fail(new TransportClosed({})))
 
+  // The reader's pauses and the inbox's are counted apart: either one keeps the socket paused.
+  let readerPaused = false
+  let inboxPaused = false
+  const applyPause = () => {
+    if (readerPaused || inboxPaused) {
+      if (ws.readyState === WebSocket.OPEN && !ws.isPaused) ws.pause()
+    } else if (ws.isPaused) ws.resume()
+  }
+  inbox.pressure.pause = () => {
+    inboxPaused = true
+    applyPause()
+  }
+  inbox.pressure.resume = () => {
+    inboxPaused = false
+    applyPause()
+  }
+
   const close = (code: number, reason?: string) =>
     Effect.sync(() => {
+      closing = true
       // Frames still corked go out now, before the close frame: a process that exits right
       // after closing (the end of a drain) would otherwise never send them.
       if (corked) uncork()
@@ -254,7 +317,29 @@ const attach = (
     closed: Deferred.await(closed),
     onClose: ending.onClose,
     closeInfo: pollClose(closed),
-    bufferedAmount: () => ws.bufferedAmount
+    bufferedAmount: () => ws.bufferedAmount,
+    pause: () => {
+      readerPaused = true
+      applyPause()
+    },
+    resume: () => {
+      readerPaused = false
+      applyPause()
+    },
+    onDrain: (f) => {
+      const socket = socketOf(ws)
+      if (socket === undefined || ws.bufferedAmount === 0 || ws.readyState !== WebSocket.OPEN) return f()
+      let called = false
+      const once = () => {
+        if (called) return
+        called = true
+        socket.off("drain", once)
+        socket.off("close", once)
+        f()
+      }
+      socket.on("drain", once)
+      socket.on("close", once)
+    }
   }
 }
 
@@ -372,7 +457,10 @@ export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect
       closed: Deferred.await(ending.deferred),
       onClose: ending.onClose,
       closeInfo: pollClose(ending.deferred),
-      bufferedAmount: () => 0
+      bufferedAmount: () => 0,
+      pause: () => {},
+      resume: () => {},
+      onDrain: (f) => f()
     }
   }
   return [side(inA, endA, inB), side(inB, endB, inA)] as const

@@ -12,6 +12,7 @@ import { Directory } from "./directory/Directory.js"
 import * as MemoryDirectory from "./directory/Memory.js"
 import * as RedisDirectory from "./directory/Redis.js"
 import { Drain, type DrainOptions } from "./Drain.js"
+import { BodyBudgets } from "./http/BodyBudgets.js"
 import { ClientRequests } from "./http/ClientRequests.js"
 import { ClientSockets } from "./http/ClientSockets.js"
 import { Endpoints } from "./http/Endpoints.js"
@@ -26,7 +27,7 @@ export const relayLayer = (options: DrainOptions = {}) =>
   Drain.layer(options).pipe(
     Layer.provideMerge(RelayServer.layer),
     Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer)),
-    Layer.provideMerge(Layer.merge(Router.layer, PeerProxy.layer)),
+    Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer)),
     Layer.provideMerge(TunnelRegistry.layer),
     Layer.provideMerge(Auth.layer),
     Layer.provideMerge(RelayAddress.layer),

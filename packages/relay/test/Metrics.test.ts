@@ -36,8 +36,8 @@ describe("/metrics", () => {
       yield* eventually(Effect.filterOrFail(Effect.sync(() => registry.size()), (n) => n === 2))
       // Refused: a token for another org.
       const other = yield* token({ org: "evil" })
-      const refused = yield* openSocket(`ws://127.0.0.1:${port}/tunnel?hostId=acme:c`, { authorization: `Bearer ${other}` })
-      yield* Effect.promise(() => refused.closed)
+      const refused = yield* Effect.flip(openSocket(`ws://127.0.0.1:${port}/tunnel?hostId=acme:c`, { authorization: `Bearer ${other}` }))
+      expect(refused).toEqual({ status: 403 })
       const answer = yield* get(`${base}/hosts/acme:a/x`, t)
       expect(answer.status).toBe(200)
       yield* Effect.promise(() => answer.text())

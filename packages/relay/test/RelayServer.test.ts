@@ -26,21 +26,20 @@ describe("relay HTTP surface", () => {
       expect(yield* Effect.promise(() => res.json())).toEqual({ ok: true, region: "test", machineId: "m1" })
     }))
 
-  it.scopedLive("tunnel auth: missing, bad signature, expired and wrong-org tokens and a bad hostId are closed 1008", () =>
+  it.scopedLive("tunnel auth is checked before the upgrade: missing, bad signature and expired tokens 401, wrong org 403, a bad hostId 400", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay()
-      const cases: Array<[string, string, string]> = [
-        ["", hostId, "Unauthorized"],
-        [yield* token({ org: "acme", secret: "another-secret-another-secret-xx" }), hostId, "Unauthorized"],
-        [yield* token({ org: "acme", expiresIn: -60 }), hostId, "Unauthorized"],
-        [yield* token({ org: "other" }), hostId, "Forbidden"],
-        [yield* token({ org: "acme" }), "acme:bad/name", "Bad hostId"],
-        [yield* token({ org: "acme" }), "no-colon", "Bad hostId"]
+      const cases: Array<[string, string, number]> = [
+        ["", hostId, 401],
+        [yield* token({ org: "acme", secret: "another-secret-another-secret-xx" }), hostId, 401],
+        [yield* token({ org: "acme", expiresIn: -60 }), hostId, 401],
+        [yield* token({ org: "other" }), hostId, 403],
+        [yield* token({ org: "acme" }), "acme:bad/name", 400],
+        [yield* token({ org: "acme" }), "no-colon", 400]
       ]
-      for (const [t, id, reason] of cases) {
-        const host = yield* fakeHost(relay.ws, id, t)
-        const closed = yield* Effect.promise(() => host.closed)
-        expect(closed, `${id} ${reason}`).toEqual({ code: CloseCodes.Policy, reason })
+      for (const [t, id, status] of cases) {
+        const refused = yield* Effect.flip(fakeHost(relay.ws, id, t))
+        expect(refused, `${id} ${status}`).toEqual({ status })
       }
       expect(relay.registry.size()).toBe(0)
     }))
@@ -248,7 +247,18 @@ describe("relay HTTP surface", () => {
         socket.on("close", () => resume(Effect.succeed(data)))
         socket.on("error", () => {})
       })
-      expect(reply).toMatch(/^HTTP\/1.1 400/)
+      // Checked before ws looks at the handshake: no token, no upgrade.
+      expect(reply).toMatch(/^HTTP\/1.1 401/)
+      const t = yield* token({ org: "acme" })
+      const noKey = yield* Effect.async<string>((resume) => {
+        const socket = net.connect(relay.port, "127.0.0.1", () =>
+          socket.write(`GET /tunnel?hostId=${hostId} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`))
+        let data = ""
+        socket.on("data", (d) => (data += d.toString()))
+        socket.on("close", () => resume(Effect.succeed(data)))
+        socket.on("error", () => {})
+      })
+      expect(noKey).toMatch(/^HTTP\/1.1 400/)
       expect((yield* get(`${relay.http}/health`)).status).toBe(200)
     }))
 

@@ -104,7 +104,7 @@ describe("Tunnel", () => {
           "[1,2]",
           JSON.stringify({ type: "nope" }),
           JSON.stringify({ type: "http:response", id: "999", status: 200, headers: {} }),
-          JSON.stringify({ type: "http:response", id: "1", status: "200", headers: {} }),
+          JSON.stringify({ type: "http:response", id: "999", status: "200", headers: {} }),
           JSON.stringify({ id: "1" })
         ]
       ) yield* hostSide.send(bad)
@@ -114,6 +114,29 @@ describe("Tunnel", () => {
       const id = (decoded().find((m) => m._tag === "http") as { id: string }).id
       yield* hostSide.send(HostToRelayCodec.encode(HttpResponse.make({ id, status: 200, headers: {} })))
       expect((yield* Fiber.join(fiber)).status).toBe(200)
+    }))
+
+  it.effect("a response frame that does not decode fails its request at once (502), not after the request timeout", () =>
+    Effect.gen(function*() {
+      const { decoded, hostSide, tunnel } = yield* setup()
+      const fiber = yield* Effect.fork(tunnel.request(request))
+      yield* settle(() => decoded().some((m) => m._tag === "http"))
+      const id = (decoded().find((m) => m._tag === "http") as { id: string }).id
+      yield* hostSide.send(JSON.stringify({ type: "http:response", id, status: 1000, headers: {} }))
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error._tag).toBe("BadResponseFromHost")
+      expect(tunnel.pendingCount()).toBe(0)
+    }))
+
+  it.effect("a response head over MAX_RESPONSE_HEADER_BYTES fails its request (502)", () =>
+    Effect.gen(function*() {
+      const { decoded, hostSide, tunnel } = yield* setup({ maxResponseHeaderBytes: 1024 })
+      const fiber = yield* Effect.fork(tunnel.request(request))
+      yield* settle(() => decoded().some((m) => m._tag === "http"))
+      const id = (decoded().find((m) => m._tag === "http") as { id: string }).id
+      yield* hostSide.send(HostToRelayCodec.encode(HttpResponse.make({ id, status: 200, headers: { "x-big": "a".repeat(2000) } })))
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      expect(error._tag).toBe("BadResponseFromHost")
     }))
 
   it.effect("closing the scope fails pending requests with TunnelClosed and drains the host (drain frame, 4001)", () =>

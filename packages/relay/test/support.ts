@@ -1,31 +1,19 @@
 import { testSecret } from "@effect-relay/testkit"
 import { Context, Effect, Layer, Option, Redacted, Schedule } from "effect"
-import { RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
+import { defaultRelaySettings, RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
 import { RelayLiveMemory } from "../src/Relay.js"
 import { RelayServer } from "../src/http/RelayServer.js"
 import { TunnelRegistry } from "../src/tunnel/TunnelRegistry.js"
 import { Directory } from "../src/directory/Directory.js"
 
+/** A relay for tests: every setting at its default (auth with the test secret), on a free port of 127.0.0.1. */
 export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySettings => ({
+  ...defaultRelaySettings({ key: { _tag: "Secret", secret: Redacted.make(testSecret) }, issuer: Option.none(), audience: Option.none() }),
   port: 0,
   bindHost: "127.0.0.1",
   region: "test",
   machineId: "m1",
-  auth: { key: { _tag: "Secret", secret: Redacted.make(testSecret) }, issuer: Option.none(), audience: Option.none() },
-  maxBodyBytes: 10 * 1024 * 1024,
-  pingIntervalMs: 30_000,
-  pingMaxMissed: 3,
-  requestTimeoutMs: 30_000,
-  maxPendingPerTunnel: 1000,
-  drainFlushMs: 500,
-  drainDeadlineMs: 8000,
-  redisUrl: Option.none(),
-  redisKeyPrefix: "relay:",
-  directoryTtlMs: 90_000,
-  sweepIntervalMs: 30_000,
   routing: "proxy",
-  internalUrl: Option.none(),
-  peerSecret: Option.none(),
   ...overrides
 })
 

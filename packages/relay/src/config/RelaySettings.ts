@@ -66,6 +66,92 @@ export const relaySettings = {
     default: 1000,
     description: "Requests in flight per tunnel; beyond it 503 too_many_pending."
   }),
+  // ---- bounds: every buffer, queue and rate a peer can fill (SECURITY.md lists what hitting each looks like) ----
+  tunnelFramesPerSecond: Setting.integer({
+    flag: "tunnel-frames-per-second",
+    env: "TUNNEL_FRAMES_PER_SECOND",
+    default: 5000,
+    description: "Frames a host may send per second on its tunnel (a token bucket); over it the relay stops reading that tunnel for a moment."
+  }),
+  tunnelFrameBurst: Setting.integer({
+    flag: "tunnel-frame-burst",
+    env: "TUNNEL_FRAME_BURST",
+    default: 10_000,
+    description: "Frames a host may send at once above the rate (the bucket's size)."
+  }),
+  tunnelFloodCloseMs: Setting.integer({
+    flag: "tunnel-flood-close-ms",
+    env: "TUNNEL_FLOOD_CLOSE_MS",
+    default: 10_000,
+    description: "A tunnel kept over its frame rate this long is closed 1008."
+  }),
+  wsMaxFrameBytes: Setting.integer({
+    flag: "ws-max-frame-bytes",
+    env: "WS_MAX_FRAME_BYTES",
+    default: 1024 * 1024,
+    defaultText: "1048576 (1 MiB)",
+    description: "Largest frame a client WebSocket may send (larger: closed 1009)."
+  }),
+  wsBufferBytes: Setting.integer({
+    flag: "ws-buffer-bytes",
+    env: "WS_BUFFER_BYTES",
+    default: 1024 * 1024,
+    defaultText: "1048576 (1 MiB)",
+    description: "Bytes queued toward one client WebSocket that does not read; over it the channel is closed 1013."
+  }),
+  tunnelBufferBytes: Setting.integer({
+    flag: "tunnel-buffer-bytes",
+    env: "TUNNEL_BUFFER_BYTES",
+    default: 4 * 1024 * 1024,
+    defaultText: "4194304 (4 MiB)",
+    description: "Bytes queued toward one host; over it the relay stops reading that tunnel's client WebSockets until it drains."
+  }),
+  maxChannelsPerTunnel: Setting.integer({
+    flag: "max-channels",
+    env: "MAX_CHANNELS_PER_TUNNEL",
+    default: 256,
+    description: "Client WebSockets carried by one tunnel; beyond it new ones are refused 503."
+  }),
+  bodyBudgetBytes: Setting.integer({
+    flag: "body-budget-bytes",
+    env: "BODY_BUDGET_BYTES",
+    default: 64 * 1024 * 1024,
+    defaultText: "67108864 (64 MiB)",
+    description: "Request and response body bytes the whole relay holds at once; a request body over it waits (BODY_BUDGET_WAIT_MS), then 503."
+  }),
+  tunnelBodyBudgetBytes: Setting.integer({
+    flag: "tunnel-body-budget-bytes",
+    env: "TUNNEL_BODY_BUDGET_BYTES",
+    default: 32 * 1024 * 1024,
+    defaultText: "33554432 (32 MiB)",
+    description: "The same, for one tunnel: one tenant cannot take the whole relay's budget."
+  }),
+  bodyBudgetWaitMs: Setting.integer({
+    flag: "body-budget-wait-ms",
+    env: "BODY_BUDGET_WAIT_MS",
+    default: 5000,
+    check: Setting.Checks.nonNegativeInt,
+    description: "How long a request body waits for room in the budgets before 503 busy."
+  }),
+  sendTimeoutMs: Setting.integer({
+    flag: "send-timeout-ms",
+    env: "SEND_TIMEOUT_MS",
+    default: 60_000,
+    description: "A client that takes nothing of its response for this long is disconnected."
+  }),
+  bodyReadTimeoutMs: Setting.integer({
+    flag: "body-read-timeout-ms",
+    env: "BODY_READ_TIMEOUT_MS",
+    default: 60_000,
+    description: "A client that sends nothing of its request body for this long gets 408 and is disconnected."
+  }),
+  maxResponseHeaderBytes: Setting.integer({
+    flag: "max-response-header-bytes",
+    env: "MAX_RESPONSE_HEADER_BYTES",
+    default: 64 * 1024,
+    defaultText: "65536 (64 KiB)",
+    description: "Largest response head (names and values) a host may send; over it the client gets 502."
+  }),
   drainFlushMs: Setting.integer({
     flag: "drain-flush-ms",
     env: "DRAIN_FLUSH_MS",

@@ -11,9 +11,11 @@ import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { replayable, replayHeader } from "../routing/FlyReplay.js"
 import { PeerHeaders, PeerProxy } from "../routing/PeerProxy.js"
 import { type Route, Router } from "../routing/Router.js"
+import type { ByteBudget } from "../tunnel/ByteBudget.js"
 import type { Tunnel } from "../tunnel/Tunnel.js"
 import { requestHeadersForHost, responseHeadersForClient } from "./ForwardHeaders.js"
 import type { HostRoute } from "./HostRoute.js"
+import { BodyBudgets, type Reservation } from "./BodyBudgets.js"
 import { readBody } from "./ReadBody.js"
 import { writeError, writeJson } from "./Responses.js"
 import { makeAdmit } from "./RouteAccess.js"
@@ -28,6 +30,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
     ClientRequests,
     Effect.gen(function*() {
       const config = yield* RelayConfig
+      const budgets = yield* BodyBudgets
       const router = yield* Router
       const peers = yield* PeerProxy
       const admit = makeAdmit(yield* Auth, peers)
@@ -49,14 +52,15 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             res.writeHead(200, { "fly-replay": replayHeader(target, config.region), "content-length": 0 })
             return res.end()
           }
-          const body = yield* readBody(req, config.maxBodyBytes)
+          const body = yield* readBody(req, readOptions(reserveUntilDone(res, undefined)))
           yield* RelayMetrics.routed("proxy")
           yield* peers.forwardHttp(target.entry, req, body, res)
         })
 
       const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel) =>
         Effect.gen(function*() {
-          const body = yield* readBody(req, config.maxBodyBytes)
+          const reservation = reserveUntilDone(res, tunnel.bodyBudget())
+          const body = yield* readBody(req, readOptions(reservation))
           yield* RelayMetrics.routed("local")
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
@@ -64,6 +68,8 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret] }),
             body
           })
+          // The response is in memory until its client has taken it: it counts against the budgets till then.
+          reservation.charge(response.body.length)
           if (response.status < 200) {
             // An interim status is not an answer: the client would wait for one that never comes.
             return yield* writeJson(res, 502, { error: "bad_response", message: `the host answered with status ${response.status}` })
@@ -75,6 +81,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
               ...(noBody ? {} : { "content-length": response.body.length })
             })
             res.end(noBody ? undefined : response.body)
+            cutIfNotRead(res)
           }).pipe(
             Effect.catchAll((cause) =>
               Effect.logWarning("request.bad_response_from_host", String(cause)).pipe(
@@ -83,6 +90,28 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             )
           )
         })
+
+      const readOptions = (reservation: Reservation) => ({
+        limit: config.maxBodyBytes,
+        readTimeoutMs: config.bodyReadTimeoutMs,
+        reservation
+      })
+
+      /** A reservation for one exchange, given back when it ends (its response written and taken, or the client gone). */
+      const reserveUntilDone = (res: http.ServerResponse, tunnelBudget: ByteBudget | undefined) => {
+        const reservation = budgets.reserve(tunnelBudget)
+        res.once("close", reservation.release)
+        return reservation
+      }
+
+      /** A client that takes nothing of its response for the send timeout is cut off. */
+      const cutIfNotRead = (res: http.ServerResponse) => {
+        if (res.writableFinished) return
+        res.setTimeout(config.sendTimeoutMs, () => {
+          RelayMetrics.limitHit("send_timeout")
+          res.destroy()
+        })
+      }
 
       const handle = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {

@@ -33,8 +33,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
       const router = yield* Router
       const peers = yield* PeerProxy
       const admit = makeAdmit(yield* Auth, peers)
-      // A client frame travels in one tunnel frame, base64 at worst: the same bound as a body.
-      const upgrade = makeUpgrade(Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024)
+      const upgrade = makeUpgrade(config.wsMaxFrameBytes)
 
       const toRemote = (req: http.IncomingMessage, socket: Duplex, head: Buffer, target: Remote) =>
         Effect.gen(function*() {
@@ -51,7 +50,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
               ))
           )
           const client = yield* upgrade(req, socket, head)
-          return yield* splice(client, upstream)
+          return yield* splice(client, upstream, config.wsBufferBytes)
         })
 
       const handle = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
@@ -59,6 +58,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
           const { route, fromPeer } = yield* admit(req, url)
           const target = yield* router.locate(route.hostId, { fromPeer })
           if (target._tag === "Remote") return yield* toRemote(req, socket, head, target)
+          yield* target.tunnel.hasRoomForChannel()
           yield* RelayMetrics.routed("local")
           const client = yield* upgrade(req, socket, head)
           yield* target.tunnel.openChannel(client, {

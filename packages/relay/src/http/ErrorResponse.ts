@@ -6,8 +6,8 @@ import { CloseCodes, CloseReasons } from "@effect-relay/protocol"
 import type { Forbidden, Unauthorized } from "../auth/AuthErrors.js"
 import type { DirectoryUnavailable } from "../directory/Directory.js"
 import type { HostOffline, PeerForbidden, PeerUnreachable } from "../routing/RoutingErrors.js"
-import type { RequestTimeout, TooManyPendingRequests, TunnelClosed } from "../tunnel/TunnelErrors.js"
-import type { BadHostId, BadRequest, PayloadTooLarge, RouteNotFound } from "./HttpErrors.js"
+import type { BadResponseFromHost, RequestTimeout, TooManyChannels, TooManyPendingRequests, TunnelClosed } from "../tunnel/TunnelErrors.js"
+import type { BadHostId, BadRequest, BodyBudgetExhausted, BodyReadTimeout, PayloadTooLarge, RouteNotFound } from "./HttpErrors.js"
 
 export type ClientError =
   | Unauthorized
@@ -23,6 +23,10 @@ export type ClientError =
   | RouteNotFound
   | PeerForbidden
   | PeerUnreachable
+  | BadResponseFromHost
+  | TooManyChannels
+  | BodyReadTimeout
+  | BodyBudgetExhausted
 
 export interface HttpError {
   readonly status: number
@@ -36,13 +40,17 @@ const codes: { readonly [K in ClientError["_tag"]]: readonly [status: number, er
   Unauthorized: [401, "unauthorized"],
   Forbidden: [403, "forbidden"],
   RouteNotFound: [404, "not_found"],
+  BodyReadTimeout: [408, "body_read_timeout"],
   PayloadTooLarge: [413, "payload_too_large"],
   PeerForbidden: [403, "forbidden"],
   TunnelClosed: [502, "tunnel_closed"],
   PeerUnreachable: [502, "peer_unreachable"],
+  BadResponseFromHost: [502, "bad_response"],
   HostOffline: [503, "host_offline"],
   TooManyPendingRequests: [503, "too_many_pending"],
   DirectoryUnavailable: [503, "directory_unavailable"],
+  TooManyChannels: [503, "too_many_channels"],
+  BodyBudgetExhausted: [503, "busy"],
   RequestTimeout: [504, "request_timeout"]
 }
 

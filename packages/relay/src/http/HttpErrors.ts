@@ -28,3 +28,19 @@ export class RouteNotFound extends Data.TaggedError("RouteNotFound")<{ readonly 
     return `no route for ${this.path}`
   }
 }
+
+/** The client sent nothing of its request body for the body read timeout. */
+export class BodyReadTimeout extends Data.TaggedError("BodyReadTimeout")<{ readonly ms: number }> {
+  get message() {
+    return `no request body bytes for ${this.ms} ms`
+  }
+}
+
+/** The bytes of bodies in flight (the whole relay's, or this host's) left no room for this body in time. */
+export class BodyBudgetExhausted extends Data.TaggedError("BodyBudgetExhausted")<{ readonly budget: "relay" | "tunnel" }> {
+  get message() {
+    return this.budget === "relay"
+      ? "the relay is carrying as many request and response bodies as it may: try again shortly"
+      : "this host's tunnel is carrying as many request and response bodies as it may: try again shortly"
+  }
+}

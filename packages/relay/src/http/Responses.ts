@@ -7,26 +7,53 @@ import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { type ClientError, httpErrorBody, type HttpError, toHttpError } from "./ErrorResponse.js"
 
-/** A JSON answer; `close` ends the connection after it (a refused upload's body is not read). */
-export const writeJson = (res: http.ServerResponse, status: number, body: unknown, close = false) =>
+/** A JSON answer; `close` ends the connection after it. */
+export const writeJson = (res: http.ServerResponse, status: number, body: unknown, close = false, headers: Record<string, string> = {}) =>
   Effect.sync(() => {
     if (res.headersSent) return void res.destroy()
     const text = JSON.stringify(body)
     res.writeHead(status, {
       "content-type": "application/json",
       "content-length": Buffer.byteLength(text),
+      ...headers,
       ...(close ? { connection: "close" } : {})
     })
     res.end(text)
   })
 
-/** An expected failure as its status and JSON body (logged at debug). */
+/** How long a refused request's unread body is still read (and dropped) so the client sees the answer. */
+const lingerMs = 2000
+
+/**
+ * An expected failure as its status and JSON body (logged at debug). A request refused before its
+ * body was read (413, 503 busy) lingers: the rest of the body is read and dropped for a moment, so
+ * a client still sending gets the answer instead of a reset; one that keeps sending past that is
+ * cut. A client too slow to send its body (408) is disconnected.
+ */
 export const writeError = (res: http.ServerResponse, e: ClientError) => {
   const error = toHttpError(e)
+  const unreadBody = e._tag === "PayloadTooLarge" || e._tag === "BodyBudgetExhausted"
   return Effect.logDebug("request.failed").pipe(
     Effect.annotateLogs({ status: error.status, error: error.error }),
-    Effect.zipRight(writeJson(res, error.status, { error: error.error, message: error.message }, e._tag === "PayloadTooLarge"))
+    Effect.zipRight(writeJson(res, error.status, { error: error.error, message: error.message }, e._tag === "BodyReadTimeout", {
+      ...(e._tag === "BodyBudgetExhausted" ? { "retry-after": "1" } : {})
+    })),
+    Effect.zipRight(Effect.sync(() => {
+      if (unreadBody) linger(res)
+      if (e._tag === "BodyReadTimeout") res.once("finish", () => res.req.socket.destroy())
+    }))
   )
+}
+
+const linger = (res: http.ServerResponse) => {
+  const req = res.req
+  if (req.complete) return
+  req.resume()
+  const socket = req.socket
+  const cut = setTimeout(() => socket.destroy(), lingerMs)
+  cut.unref()
+  req.once("end", () => clearTimeout(cut))
+  socket.once("close", () => clearTimeout(cut))
 }
 
 /** A raw answer on a socket, then the connection ends. */
@@ -39,8 +66,18 @@ export const writeRaw = (socket: Duplex, status: number, headers: Record<string,
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ""}\r\n${lines}\r\n${body}`)
   })
 
-/** Refuses an upgrade with an error's status and JSON body. */
+/**
+ * Refuses an upgrade with an error's status and JSON body. Nothing more is read from the socket;
+ * it is destroyed a moment after the answer went out, whatever the client still sends.
+ */
 export const rejectUpgrade = (socket: Duplex, error: HttpError) =>
-  writeRaw(socket, error.status, { "content-type": "application/json" }, httpErrorBody(error))
+  Effect.zipRight(
+    writeRaw(socket, error.status, { "content-type": "application/json" }, httpErrorBody(error)),
+    Effect.sync(() => {
+      const cut = setTimeout(() => socket.destroy(), 1000)
+      cut.unref()
+      socket.once("close", () => clearTimeout(cut))
+    })
+  )
 
 export const rejectUpgradeWith = (socket: Duplex, e: ClientError) => rejectUpgrade(socket, toHttpError(e))

@@ -1,9 +1,12 @@
 /**
- * A host opening its tunnel: `GET /tunnel?hostId=...` upgraded to a WebSocket, authenticated,
- * and handed to the tunnel registry. Refusals close the WebSocket with a code the host agent
- * acts on (1008 auth, 4001 draining).
+ * A host opening its tunnel: `GET /tunnel?hostId=...` with its token. Everything is checked on the
+ * HTTP request, before the upgrade: a malformed hostId is answered 400, a bad token 401, a token
+ * for another org 403, and nothing of a refused connection is ever read as WebSocket frames.
+ * Only then is it upgraded and handed to the tunnel registry. A relay that is draining upgrades
+ * an authenticated host only to close it 4001 at once, the code that brings it straight back
+ * elsewhere (checked again after the async auth, and by the registry).
  */
-import { decodeHostId } from "@effect-relay/protocol"
+import { decodeHostId, FeaturesHeader, LogLimits, parseFeatures } from "@effect-relay/protocol"
 import { Context, Effect, Either, Layer } from "effect"
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
@@ -12,9 +15,10 @@ import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { Draining, refuseWhileDraining } from "../tunnel/Draining.js"
 import { TunnelRegistry } from "../tunnel/TunnelRegistry.js"
-import { type ClientError, toTunnelClose } from "./ErrorResponse.js"
+import { type ClientError, toHttpError } from "./ErrorResponse.js"
 import { bearerToken, takeToken } from "./HostRoute.js"
 import { BadHostId } from "./HttpErrors.js"
+import { rejectUpgrade } from "./Responses.js"
 import { makeUpgrade } from "./WsUpgrade.js"
 
 const refusal = (e: ClientError): RelayMetrics.RegistrationResult =>
@@ -32,29 +36,40 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
       const registry = yield* TunnelRegistry
       // A body travels base64 in a JSON frame: room for a maximal body plus the envelope.
       const upgrade = makeUpgrade(Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024)
+      // Strangers can repeat refusals at will: a few lines a second, each saying how many were left out.
+      const refusals = LogLimits.gate(10, 1000)
+
+      const refuse = (socket: Duplex, rawHostId: string, e: ClientError) =>
+        Effect.gen(function*() {
+          const error = toHttpError(e)
+          yield* RelayMetrics.registration(refusal(e))
+          const suppressed = refusals.admit()
+          if (suppressed !== undefined) {
+            yield* Effect.logWarning("tunnel.refused").pipe(
+              Effect.annotateLogs({
+                hostId: LogLimits.clip(rawHostId),
+                status: error.status,
+                reason: e.message,
+                ...(suppressed > 0 ? { suppressed } : {})
+              })
+            )
+          }
+          yield* rejectUpgrade(socket, error)
+        })
 
       const handle = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
         Effect.gen(function*() {
           const q = url.indexOf("?")
           const query = q === -1 ? "" : url.slice(q + 1)
           const rawHostId = new URLSearchParams(query).get("hostId") ?? ""
-          const token = bearerToken(req.headers.authorization, takeToken(query).token)
-          const conn = yield* upgrade(req, socket, head)
-          const refuse = (e: ClientError) => {
-            const [code, reason] = toTunnelClose(e)
-            return Effect.logWarning("tunnel.refused").pipe(
-              Effect.zipRight(RelayMetrics.registration(refusal(e))),
-              Effect.annotateLogs({ hostId: rawHostId, code, reason: e.message }),
-              Effect.zipRight(conn.close(code, reason))
-            )
-          }
-          // Checked before auth (no work for a relay that is leaving) and again by the registry after it.
-          if (draining.isDraining()) return yield* refuseWhileDraining(conn, rawHostId)
           const hostId = decodeHostId(rawHostId)
-          if (Either.isLeft(hostId)) return yield* refuse(new BadHostId({ input: rawHostId }))
-          yield* auth.authorize(token, hostId.right).pipe(
-            Effect.matchEffect({ onFailure: refuse, onSuccess: () => registry.register(hostId.right, conn) })
-          )
+          if (Either.isLeft(hostId)) return yield* refuse(socket, rawHostId, new BadHostId({ input: LogLimits.clip(rawHostId) }))
+          const token = bearerToken(req.headers.authorization, takeToken(query).token)
+          const authorized = yield* Effect.either(auth.authorize(token, hostId.right))
+          if (Either.isLeft(authorized)) return yield* refuse(socket, rawHostId, authorized.left)
+          const conn = yield* upgrade(req, socket, head)
+          if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId.right)
+          yield* registry.register(hostId.right, conn, { features: parseFeatures(req.headers[FeaturesHeader]) })
         }).pipe(
           // A registration is seen through to its answer, also when the relay stops meanwhile: the
           // registry then refuses it with 4001 (the host comes back at once), where an interrupted

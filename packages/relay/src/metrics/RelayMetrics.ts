@@ -61,3 +61,23 @@ const routedTotal = byTag(
 )
 export type RouteMode = "local" | "proxy" | "fly-replay"
 export const routed = (mode: RouteMode) => Effect.sync(() => routedTotal(mode).unsafeUpdate(1, []))
+
+const limitHits = byTag(
+  counter("relay_limit_hits_total", "Times a bound was hit, by which (SECURITY.md lists them): the relay paused, refused or cut something instead of growing."),
+  "limit"
+)
+export type Limit =
+  | "tunnel_frame_rate"
+  | "tunnel_flood_closed"
+  | "tunnel_buffer"
+  | "ws_buffer"
+  | "channels"
+  | "body_budget_wait"
+  | "body_budget_refused"
+  | "body_too_large"
+  | "body_read_timeout"
+  | "send_timeout"
+  | "response_head"
+  | "bad_frame"
+/** One hit of a bound, counted now (from a callback or an effect). */
+export const limitHit = (limit: Limit) => limitHits(limit).unsafeUpdate(1, [])

@@ -1,5 +1,5 @@
 import { KeepAliveRetry, Transport } from "@effect-relay/protocol"
-import { Context, Effect, Layer, Option, Redacted, type Scope, Stream } from "effect"
+import { Context, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import { RelayConfig } from "../config/RelayConfig.js"
@@ -120,13 +120,24 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
   )
 }
 
-/** Carries frames both ways between two WebSockets until one closes; the other closes with the same code. */
-export const splice = (a: Transport.Transport, b: Transport.Transport): Effect.Effect<void> => {
-  const oneWay = (from: Transport.Transport, to: Transport.Transport) =>
-    from.messages.pipe(
-      Stream.runForEach((frame) => Effect.ignore(to.send(frame))),
-      Effect.zipRight(from.closed),
-      Effect.flatMap((info) => to.close(info.code, info.reason))
-    )
+/**
+ * Carries frames both ways between two WebSockets until one closes; the other closes with the same
+ * code. A side whose peer has more than `bufferBytes` queued is not read until that drains.
+ */
+export const splice = (a: Transport.Transport, b: Transport.Transport, bufferBytes: number): Effect.Effect<void> => {
+  const oneWay = (from: Transport.Transport, to: Transport.Transport) => {
+    let paused = false
+    from.onMessage((frame) => {
+      to.unsafeSend(frame)
+      if (paused || to.bufferedAmount() <= bufferBytes) return
+      paused = true
+      from.pause()
+      to.onDrain(() => {
+        paused = false
+        from.resume()
+      })
+    })
+    return Effect.flatMap(from.closed, (info) => to.close(info.code, info.reason))
+  }
   return Effect.all([oneWay(a, b), oneWay(b, a)], { concurrency: 2, discard: true })
 }

@@ -24,3 +24,17 @@ export class TooManyPendingRequests extends Data.TaggedError("TooManyPendingRequ
     return `host ${this.hostId} already has ${this.limit} requests in flight`
   }
 }
+
+/** The host answered with a response frame that is not valid (status, headers, or a head over the limit). */
+export class BadResponseFromHost extends Data.TaggedError("BadResponseFromHost")<{ readonly hostId: string; readonly reason: string }> {
+  get message() {
+    return `the host sent a response that cannot be forwarded (${this.reason})`
+  }
+}
+
+/** The tunnel already carries its maximum of client WebSockets. */
+export class TooManyChannels extends Data.TaggedError("TooManyChannels")<{ readonly hostId: string; readonly limit: number }> {
+  get message() {
+    return `host ${this.hostId} already carries ${this.limit} WebSockets`
+  }
+}

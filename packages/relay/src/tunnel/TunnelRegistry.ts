@@ -24,6 +24,11 @@ interface Held {
   readonly scope: Scope.CloseableScope
 }
 
+export interface RegisterOptions {
+  /** Optional frames the host announced it understands. */
+  readonly features?: ReadonlySet<string>
+}
+
 /** What closing every tunnel at once did, for the drain's log events. */
 export interface CloseAllReport {
   readonly tunnels: number
@@ -36,7 +41,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
    * Takes over an authenticated tunnel transport for `hostId` and runs it until it ends.
    * Refused with 4001 when the relay is draining: checked here, after the caller's async auth.
    */
-  readonly register: (hostId: HostId, conn: Transport.Transport) => Effect.Effect<void>
+  readonly register: (hostId: HostId, conn: Transport.Transport, options?: RegisterOptions) => Effect.Effect<void>
   /** The local tunnel for a host, if this relay holds it. */
   readonly get: (hostId: HostId) => Option.Option<Tunnel.Tunnel>
   readonly size: () => number
@@ -83,7 +88,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
        * (unless a drain clears them all at once), then the tunnel (drain frame, flush, close), and
        * only then does it leave the local map, so a drain past its deadline can still name it.
        */
-      const open = (hostId: HostId, conn: Transport.Transport, tunnelId: string) =>
+      const open = (hostId: HostId, conn: Transport.Transport, tunnelId: string, options: RegisterOptions) =>
         Effect.gen(function*() {
           const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
           conn.onClose((info) => RelayMetrics.recordTunnelClose(info.code))
@@ -95,6 +100,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           }))
           const tunnel = yield* Tunnel.make(hostId, conn, {
             tunnelId,
+            ...(options.features !== undefined ? { features: options.features } : {}),
             pingSelf: false,
             run,
             // While draining, the drain's own events say what happened to every tunnel.
@@ -129,7 +135,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           yield* Effect.logInfo("tunnel.registered")
         }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
 
-      const register = (hostId: HostId, conn: Transport.Transport) =>
+      const register = (hostId: HostId, conn: Transport.Transport, options: RegisterOptions = {}) =>
         Effect.gen(function*() {
           if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId)
           const previous = local.get(hostId)
@@ -140,7 +146,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
             // so never the new one's) before the new one is written.
             yield* Scope.close(previous.scope, Exit.void)
           }
-          yield* open(hostId, conn, randomUUID())
+          yield* open(hostId, conn, randomUUID(), options)
         })
 
       // One fiber pings every tunnel each period (instead of a fiber and a timer per tunnel), and

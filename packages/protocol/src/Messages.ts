@@ -1,4 +1,4 @@
-import { Effect, Either, ParseResult, Schema } from "effect"
+import { Data, Effect, Either, ParseResult, Schema, SchemaAST } from "effect"
 import { clip } from "./LogLimits.js"
 
 /**
@@ -100,11 +100,14 @@ export type HostToRelay = typeof HostToRelay.Type
  * These codecs rename it both ways.
  */
 const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: string }>(
-  schema: Schema.Schema<A, I>
+  schema: Schema.Schema<A, I>,
+  types: ReadonlySet<string>
 ) => {
   const fromObject = Schema.decodeUnknownEither(schema)
   return {
     decode: (text: string): Either.Either<A, FrameError> => {
+      // Every message is a JSON object: anything else is told without parsing it.
+      if (text.charCodeAt(0) !== 123 /* { */) return Either.left(new FrameError({ problem: "not a JSON object" }))
       let parsed: unknown
       try {
         parsed = JSON.parse(text)
@@ -118,6 +121,9 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
       if (typeof type !== "string") {
         return Either.left(new FrameError({ problem: "no type field" }))
       }
+      // An unknown type is told at once: the union's own error would list every member, a cost
+      // a peer could make the relay pay for every frame.
+      if (!types.has(type)) return Either.left(new FrameError({ type: clip(type, 64), problem: "unknown type" }))
       return Either.mapLeft(
         fromObject({ _tag: type, ...rest }),
         (e) =>
@@ -161,21 +167,35 @@ const handlerOf = <A>(decode: (text: string) => Either.Either<A, FrameError>) =>
   return decoded._tag === "Left" ? onBad(decoded.left) : handle(decoded.right)
 }
 
-/** A frame that is not a message we know: logged and answered, never a crash. */
-export class FrameError extends Schema.TaggedError<FrameError>()("FrameError", {
-  type: Schema.optional(Schema.String),
-  problem: Schema.String,
+/**
+ * A frame that is not a message we know: logged and answered, never a crash. (A plain tagged value,
+ * not an Error with a stack: one is made for every bad frame a peer sends, so it must cost next
+ * to nothing.)
+ */
+export class FrameError extends Data.TaggedClass("FrameError")<{
+  readonly type?: string
+  readonly problem: string
   /** The frame's `id`, when it had a plausible one: the request or channel it was meant for. */
-  id: Schema.optional(Schema.String)
-}) {
+  readonly id?: string
+}> {
   get message() {
     return `bad frame${this.type ? ` (type ${this.type})` : ""}: ${this.problem}`
   }
 }
 
 const codec = <A extends { readonly _tag: string }, I extends { readonly _tag: string }>(schema: Schema.Schema<A, I>) => {
-  const base = wire(schema)
+  const members = (schema as unknown as { readonly members: ReadonlyArray<Schema.Schema<any, any>> }).members
+  const types = new Set(members.map(tagOf))
+  const base = wire(schema, types)
   return { ...base, handler: handlerOf(base.decode) }
+}
+
+/** The `_tag` literal of a tagged struct schema. */
+const tagOf = (member: Schema.Schema<any, any>): string => {
+  const ast = member.ast
+  const tag = SchemaAST.isTypeLiteral(ast) ? ast.propertySignatures.find((p) => p.name === "_tag")?.type : undefined
+  if (tag === undefined || !SchemaAST.isLiteral(tag) || typeof tag.literal !== "string") throw new Error("a wire message must be a TaggedStruct")
+  return tag.literal
 }
 
 export const RelayToHostCodec = codec(RelayToHost)

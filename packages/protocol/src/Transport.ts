@@ -295,6 +295,10 @@ const attach = (
   const close = (code: number, reason?: string) =>
     Effect.sync(() => {
       closing = true
+      // Read again, so the peer's answer to the close frame is seen: what else it sends is dropped.
+      readerPaused = false
+      inboxPaused = false
+      applyPause()
       // Frames still corked go out now, before the close frame: a process that exits right
       // after closing (the end of a drain) would otherwise never send them.
       if (corked) uncork()

@@ -75,19 +75,28 @@ describe("wire codecs", () => {
 
   it("rejects bad frames with a described FrameError", () => {
     const cases: Array<[string, string]> = [
-      ["nope", "not JSON"],
+      ["nope", "not a JSON object"],
+      ["{nope", "not JSON"],
       ["[]", "not a JSON object"],
       ["{}", "no type field"],
       [JSON.stringify({ type: "teleport" }), "teleport"],
       [JSON.stringify({ type: "http:response", id: "1", status: "200", headers: {} }), "status"],
       [JSON.stringify({ type: "http:response", id: "1", status: 200, headers: { a: 1 } }), "headers"],
-      [JSON.stringify({ type: "http", id: "1", method: "GET", path: "/", headers: {} }), "http"]
+      [JSON.stringify({ type: "http", id: "1", method: "GET", path: "/", headers: {} }), "http"],
+      // Unknown types are told without the union's error, and what came from the peer is cut.
+      [JSON.stringify({ type: "t".repeat(100_000) }), "unknown type"]
     ]
     for (const [text, mention] of cases) {
       const result = HostToRelayCodec.decode(text)
       expect(Either.isLeft(result), text).toBe(true)
-      if (Either.isLeft(result)) expect(result.left.message).toContain(mention)
+      if (Either.isLeft(result)) {
+        expect(result.left.message).toContain(mention)
+        expect(result.left.message.length).toBeLessThan(500)
+      }
     }
+    const tooLong = HostToRelayCodec.decode(JSON.stringify({ type: "http:response", id: "7", status: "x".repeat(1_000_000), headers: {} }))
+    expect(Either.isLeft(tooLong) && tooLong.left.id).toBe("7")
+    expect(Either.isLeft(tooLong) && tooLong.left.problem.length).toBeLessThanOrEqual(350)
   })
 
   it("relay->host and host->relay unions are distinct", () => {

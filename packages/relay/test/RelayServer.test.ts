@@ -1,4 +1,4 @@
-import { CloseCodes, HttpResponse } from "@effect-relay/protocol"
+import { HttpResponse } from "@effect-relay/protocol"
 import { fakeHost, okResponse, openSocket, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"

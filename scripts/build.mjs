@@ -14,8 +14,8 @@
  * development VM, relay spawn to /ready and RSS at idle, five runs each):
  * - node_modules are bundled in: with them left external (one file per module, like tsc's
  *   output) the relay needed 710-860 ms and 121-123 MB; bundled, 300-370 ms and 97-98 MB (both
- *   without source maps). The
- *   bundle then depends on nothing but Node's built-ins, so the image needs no node_modules.
+ *   without source maps). The bundle then depends on nothing but Node's built-ins, so the image
+ *   needs no node_modules.
  *   ws's optional native helpers (bufferutil, utf-8-validate) stay out: ws loads them in a
  *   try/catch and works without them. Any other import left outside the bundle fails the build.
  * - Source maps stay on (the bins call process.setSourceMapsEnabled), but the map keeps only

@@ -2,7 +2,7 @@
  * Prints the README's benchmark tables (markdown) from the JSON files the
  * benchmark scripts wrote, so every figure in the README can be traced to a
  * file: `npx tsx scripts/bench-table.ts bench-results/forward-….json
- * bench-results/tunnels-….json bench-results/gameday-….json`.
+ * bench-results/tunnels-….json bench-results/gameday-….json bench-results/start-….json`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -11,7 +11,7 @@ type Json = Record<string, any>
 
 const files = process.argv.slice(2)
 if (files.length === 0 || files.includes("--help")) {
-  console.log("usage: tsx scripts/bench-table.ts <forward-*.json> <tunnels-*.json> <gameday-*.json> (any of them)")
+  console.log("usage: tsx scripts/bench-table.ts <forward-*.json> <tunnels-*.json> <gameday-*.json> <start-*.json> (any of them)")
   process.exit(files.length === 0 ? 2 : 0)
 }
 
@@ -74,11 +74,28 @@ const gameday = (d: Json, name: string) => {
   console.log("")
 }
 
+const start = (d: Json, name: string) => {
+  console.log(`Start-up — ${name}: ${d.date}, commit \`${d.commit}\`${d.dirty ? " (uncommitted changes)" : ""}, ${d.machine}, ${d.runs} runs each, RSS ${d.settleMs} ms after ready, load average ${d.loadavgBefore[0]} before and ${d.loadavgAfter[0]} after.`)
+  console.log("")
+  const variants = [...new Set((d.results as Array<Json>).map((r) => r.variant as string))]
+  const label: Record<string, string> = { built: "built bins (node)", tsx: "sources under tsx" }
+  console.log(`| median (min – max) | ${variants.map((v) => label[v] ?? v).join(" | ")} | target |`)
+  console.log(`|---|${variants.map(() => "---|").join("")}---|`)
+  for (const metric of [...new Set((d.results as Array<Json>).map((r) => r.metric as string))]) {
+    const rows = (d.results as Array<Json>).filter((r) => r.metric === metric)
+    const n = (v: number) => (rows[0].unit === "MB" ? v.toFixed(1) : int(v))
+    const cell = (r: Json | undefined) => (r === undefined ? "—" : `${n(r.median)} ${r.unit} (${n(r.min)} – ${n(r.max)})${r.met === false ? " ✗" : ""}`)
+    console.log(`| ${metric} | ${variants.map((v) => cell(rows.find((r) => r.variant === v))).join(" | ")} | ≤ ${int(rows[0].target)} ${rows[0].unit} |`)
+  }
+  console.log("")
+}
+
 for (const file of files) {
   const d = JSON.parse(fs.readFileSync(file, "utf8")) as Json
   const name = `\`bench-results/${path.basename(file)}\``
   if (Array.isArray(d.rounds)) gameday(d, name)
   else if ("rssPerTunnelKB" in d) tunnels(d, name)
+  else if ("settleMs" in d) start(d, name)
   else if (Array.isArray(d.results)) forward(d, name)
   else console.error(`${file}: not a benchmark result this script knows`)
 }

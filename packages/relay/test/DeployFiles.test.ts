@@ -82,11 +82,13 @@ describe("deploy files", () => {
     }
     const sources = [...dockerfile.matchAll(/^COPY\s+(?!--from)(.+)$/gm)].flatMap((m) => m[1].trim().split(/\s+/).slice(0, -1))
     expect(sources).toContain("packages/relay/src")
+    expect(sources).toContain("scripts/build.mjs")
     for (const source of sources) {
       expect(fs.existsSync(path.join(repoRoot, source)), `${source} exists`).toBe(true)
       expect(ignored(source), `${source} is not dockerignored`).toBe(false)
     }
-    for (const kept of ["packages/relay/node_modules", "node_modules", ".git", "bench-results", ".effect-relay", "packages/relay/test"]) {
+    // A local build never enters the context: the build stage builds from the sources.
+    for (const kept of ["packages/relay/node_modules", "node_modules", "packages/relay/dist", ".git", "bench-results", ".effect-relay", "packages/relay/test", "scripts/lib", "scripts/bench-tunnels.ts"]) {
       expect(ignored(kept), `${kept} is dockerignored`).toBe(true)
     }
 
@@ -96,7 +98,28 @@ describe("deploy files", () => {
     expect(entrypoint).not.toContain("npm")
     expect(entrypoint.at(-1)).toBe(path.posix.join("/app/packages/relay", relayPackage.bin["effect-relay"]))
     expect(JSON.parse(/^CMD\s+(\[.*\])$/m.exec(dockerfile)![1])).toEqual(["serve"])
-    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev --workspace @effect-relay\/relay /m)
     expect(dockerfile).toMatch(/^USER node$/m)
+  })
+
+  it("Dockerfile: the build stage bundles the relay; the runtime stage holds the bundle, the bin and the manifest only", () => {
+    const dockerfile = read("Dockerfile")
+    const [build, runtime] = dockerfile.split(/^FROM\s.*$/m).slice(1)
+    expect(build).toMatch(/^RUN npm ci --ignore-scripts /m)
+    expect(build).toMatch(/^RUN node scripts\/build\.mjs relay$/m)
+
+    // Runtime: nothing installed with npm, nothing that runs TypeScript, no sources, no node_modules.
+    expect(runtime).not.toMatch(/^RUN .*\bnpm\b/m)
+    expect(runtime).not.toMatch(/tsx|typescript|node_modules|\/src\b/)
+    const copies = [...runtime.matchAll(/^COPY\s+(.+)$/gm)].map((m) => m[1].trim().split(/\s+/))
+    expect(copies).toEqual([
+      ["packages/relay/package.json", "packages/relay/"],
+      ["packages/relay/bin", "packages/relay/bin"],
+      ["--from=build", "/app/packages/relay/dist", "packages/relay/dist"]
+    ])
+    // The bundle is ESM next to the bin: the manifest copied in must say so.
+    expect(JSON.parse(read("packages/relay/package.json")).type).toBe("module")
+    // What the bin imports is what the build stage writes.
+    expect(read("packages/relay/bin/effect-relay.js")).toContain("../dist/main.js")
+    expect(read("scripts/build.mjs")).toContain("packages/relay/dist/main.js")
   })
 })

@@ -92,6 +92,31 @@ describe("benchmark scripts (smoke)", () => {
       fs.rmSync(out, { recursive: true, force: true })
     }), 180_000)
 
+  it.live("bench:start with one run of the built bins: all four figures measured, the JSON written, children gone", () =>
+    Effect.gen(function*() {
+      const out = fs.mkdtempSync(path.join(os.tmpdir(), "bench-start-"))
+      const marker = `${process.pid}-${Date.now()}`
+      // The globalSetup built the bins; the tsx variant is left out to keep this short.
+      const { code, output } = yield* runScript("bench-start.ts", ["--runs", "1", "--settle", "200", "--tsx", "0", "--out", out], { BENCH_SMOKE_RUN: marker })
+      expect(code, output).toBe(0)
+      const result = readResult(out, "start-")
+      expect(result).toMatchObject({ runs: 1, settleMs: 200 })
+      for (const key of ["commit", "date", "machine", "loadavgBefore", "bundleKB"]) expect(result, key).toHaveProperty(key)
+      expect(result.results.map((r: { metric: string; variant: string }) => `${r.variant} ${r.metric}`)).toEqual([
+        "built relay: spawn -> /ready 200",
+        "built relay: RSS at idle",
+        "built host agent: spawn -> tunnel.connected",
+        "built host agent: RSS with one tunnel"
+      ])
+      for (const r of result.results) {
+        expect(r.values, JSON.stringify(r)).toHaveLength(1)
+        expect(r.median, JSON.stringify(r)).toBeGreaterThan(0)
+        expect(typeof r.met).toBe("boolean")
+      }
+      expect(processesWithEnv("BENCH_SMOKE_RUN", marker)).toEqual([])
+      fs.rmSync(out, { recursive: true, force: true })
+    }), 120_000)
+
   it("wrk's --latency report: us/ms/s units, requests/sec, socket errors and non-2xx counted", () => {
     const report = [
       "Running 1s test @ http://127.0.0.1:8080/small",

@@ -1,6 +1,7 @@
 import { testSecret } from "@effect-relay/testkit"
 import { Context, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
+import * as TrustProxy from "../src/config/TrustProxy.js"
 import { RelayLiveMemory } from "../src/Relay.js"
 import { RelayServer } from "../src/http/RelayServer.js"
 import { TunnelRegistry } from "../src/tunnel/TunnelRegistry.js"
@@ -26,6 +27,7 @@ export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySetti
   routing: "proxy",
   internalUrl: Option.none(),
   peerSecret: Option.none(),
+  trustProxy: TrustProxy.none,
   ...overrides
 })
 

@@ -62,6 +62,10 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
             : Effect.fail(new PeerForbidden())
         })
 
+      // The client's address, scheme and host as this relay established them: the peer passes
+      // them on to the host as they are (`requestHeadersForHost`'s `fromPeer`).
+      const peerHeaders = (req: http.IncomingMessage) => requestHeadersForPeer(req.headers, req.socket.remoteAddress, config.trustProxy)
+
       const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
         KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res))
 
@@ -72,7 +76,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
             upstream = http.request(`${entry.internalUrl}${req.url ?? "/"}`, {
               method: req.method ?? "GET",
               agent,
-              headers: { ...requestHeadersForPeer(req.headers), ...guardHeaders(), "content-length": String(body.length) }
+              headers: { ...peerHeaders(req), ...guardHeaders(), "content-length": String(body.length) }
             })
           } catch (cause) {
             return resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause })))
@@ -104,7 +108,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
       const connectSocket = (entry: DirectoryEntry, req: http.IncomingMessage) => {
         const url = `${entry.internalUrl.replace(/^http/, "ws")}${req.url ?? "/"}`
         const headers: Record<string, string> = { ...guardHeaders() }
-        for (const [name, value] of Object.entries(requestHeadersForPeer(req.headers))) {
+        for (const [name, value] of Object.entries(peerHeaders(req))) {
           if (name.startsWith("sec-websocket-") || name === "host") continue
           headers[name] = Array.isArray(value) ? value.join(", ") : value
         }

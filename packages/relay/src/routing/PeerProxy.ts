@@ -67,7 +67,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
       const peerHeaders = (req: http.IncomingMessage) => requestHeadersForPeer(req.headers, req.socket.remoteAddress, config.trustProxy)
 
       const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
-        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res))
+        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res)).pipe(Effect.tapError(logUnreachable))
 
       const forwardOnce = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
         Effect.async<void, PeerUnreachable>((resume) => {
@@ -115,7 +115,8 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
         return Transport.connect(url, { headers, timeoutMs: 10_000 }).pipe(
           Effect.catchAllDefect((cause) => Effect.fail(new PeerUnreachable({ owner: entry.owner, cause }))),
           Effect.catchTag("ConnectError", (e): Effect.Effect<never, PeerUnreachable | Transport.ConnectError> =>
-            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e))
+            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e)),
+          Effect.tapError((e) => (e._tag === "PeerUnreachable" ? logUnreachable(e) : Effect.void))
         )
       }
 
@@ -123,6 +124,12 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
     })
   )
 }
+
+/** The client is told only that the owner cannot be reached; which relay, where and why is logged. */
+const logUnreachable = (e: PeerUnreachable) =>
+  Effect.logWarning("peer.unreachable").pipe(
+    Effect.annotateLogs({ owner: e.owner, cause: e.cause instanceof Error ? e.cause.message : String(e.cause) })
+  )
 
 /** Carries frames both ways between two WebSockets until one closes; the other closes with the same code. */
 export const splice = (a: Transport.Transport, b: Transport.Transport): Effect.Effect<void> => {

@@ -28,6 +28,8 @@ export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySetti
   internalUrl: Option.none(),
   peerSecret: Option.none(),
   trustProxy: TrustProxy.none,
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 80_000,
   ...overrides
 })
 

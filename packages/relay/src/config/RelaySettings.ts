@@ -117,6 +117,20 @@ export const relaySettings = {
     description: "Secret shared by the relays, proving a proxied request comes from one of them. Required with REDIS_URL."
   }),
   trustProxy: trustProxySetting(),
+  maxHeaderBytes: Setting.integer({
+    flag: "max-header-bytes",
+    env: "MAX_HEADER_BYTES",
+    default: 16 * 1024,
+    defaultText: "16384 (16 KiB, Node's default)",
+    description: "Largest request line plus headers the relay reads; beyond it 431."
+  }),
+  headersTimeoutMs: Setting.integer({
+    flag: "headers-timeout-ms",
+    env: "HEADERS_TIMEOUT_MS",
+    default: 80_000,
+    check: { message: "must be an integer from 1 to 300000", validation: (n) => Number.isInteger(n) && n > 0 && n <= 300_000 },
+    description: "Answer 408 and close the connection when a request's headers take longer than this to arrive."
+  }),
   logFormat: Logging.logFormatSetting
 } as const
 

@@ -130,18 +130,22 @@ export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
 
 export type TargetError = TargetUnreachable | TargetTimeout | ResponseTooLarge | TargetResponseFailed | InvalidRequest
 
-/** The one place target errors become HTTP statuses and `error` codes. */
-export const targetErrorStatus = (error: TargetError): { readonly status: number; readonly code: string } => {
+/**
+ * The one place target errors become HTTP statuses, `error` codes and the message the client
+ * reads. The message is generic on purpose: an error's own `message` names the target's address
+ * and the system error ("connect ECONNREFUSED 127.0.0.1:3000"), which stay in the agent's log.
+ */
+export const targetErrorStatus = (error: TargetError): { readonly status: number; readonly code: string; readonly message: string } => {
   switch (error._tag) {
     case "TargetUnreachable":
-      return { status: 502, code: "target_unreachable" }
+      return { status: 502, code: "target_unreachable", message: "the host's service could not be reached" }
     case "TargetTimeout":
-      return { status: 504, code: "target_timeout" }
+      return { status: 504, code: "target_timeout", message: "the host's service did not answer in time" }
     case "ResponseTooLarge":
-      return { status: 502, code: "response_too_large" }
+      return { status: 502, code: "response_too_large", message: "the host's service answered with a body larger than the limit" }
     case "TargetResponseFailed":
-      return { status: 502, code: "target_response_failed" }
+      return { status: 502, code: "target_response_failed", message: "the host's service sent a response that cannot be forwarded" }
     case "InvalidRequest":
-      return { status: 400, code: "invalid_request" }
+      return { status: 400, code: "invalid_request", message: "the request cannot be sent to the host's service" }
   }
 }

@@ -148,13 +148,13 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
     return { forward }
   }))
 
-/** The response the relay gets when the target could not give one. */
+/** The response the relay gets when the target could not give one: the detail is in `http.target_error`'s log line only. */
 export const errorResponse = (id: string, error: TargetError): HttpResponse => {
-  const { code, status } = targetErrorStatus(error)
+  const { code, message, status } = targetErrorStatus(error)
   return HttpResponse.make({
     id,
     status,
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ error: code, message: error.message })
+    body: JSON.stringify({ error: code, message })
   })
 }

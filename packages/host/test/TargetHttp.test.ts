@@ -1,6 +1,6 @@
 import { decodeBytes, HttpRequest, type HttpResponse } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, HashMap, List, Logger } from "effect"
 import { randomBytes } from "node:crypto"
 import { TargetHttp, layer as targetHttpLayer } from "../src/TargetHttp.js"
 import { closedPort, httpServer } from "./servers.js"
@@ -146,14 +146,23 @@ describe("TargetHttp (real node:http target)", () => {
       expect([boom.id, boom.status, bodyOf(boom).toString()]).toEqual(["b", 500, "it broke"])
     }))
 
-  it.scopedLive("target down: 502 target_unreachable", () =>
+  it.scopedLive("target down: 502 target_unreachable with a generic message; the address and system error are only logged", () =>
     Effect.gen(function*() {
       const port = yield* closedPort
-      const response = yield* forward(get("/hello")).pipe(Effect.provide(forwarder(`http://127.0.0.1:${port}`)))
+      const logged: Array<Record<string, unknown>> = []
+      const logger = Logger.replace(
+        Logger.defaultLogger,
+        Logger.make(({ annotations, message }) => {
+          logged.push({ message: List.isList(message) ? List.toArray(message) : message, ...Object.fromEntries(HashMap.toEntries(annotations)) })
+        })
+      )
+      const response = yield* forward(get("/hello")).pipe(Effect.provide(forwarder(`http://127.0.0.1:${port}`)), Effect.provide(logger))
       expect(response.status).toBe(502)
       expect(response.headers["content-type"]).toBe("application/json")
-      expect(errorOf(response).error).toBe("target_unreachable")
-      expect(errorOf(response).message).toContain("ECONNREFUSED")
+      expect(errorOf(response)).toEqual({ error: "target_unreachable", message: "the host's service could not be reached" })
+      expect(bodyOf(response).toString()).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|\d{4,5}/)
+      const line = logged.find((l) => JSON.stringify(l.message).includes("http.target_error"))
+      expect(line?.detail).toContain(`ECONNREFUSED 127.0.0.1:${port}`)
     }))
 
   it.scopedLive("a response body over maxBodyBytes: 502 response_too_large (streamed or declared)", () =>
@@ -177,7 +186,7 @@ describe("TargetHttp (real node:http target)", () => {
       const started = Date.now()
       const response = yield* forward(get("/hang")).pipe(Effect.provide(forwarder(url)))
       expect(response.status).toBe(504)
-      expect(errorOf(response).error).toBe("target_timeout")
+      expect(errorOf(response)).toEqual({ error: "target_timeout", message: "the host's service did not answer in time" })
       expect(Date.now() - started).toBeLessThan(2_000)
     }))
 

@@ -3,9 +3,11 @@
  * does. `effect-relay serve --help`, the environment, `RelayConfig.layerFromEnv`, the tests'
  * defaults and the README's table all come from here (`npm run settings-table` prints it).
  */
+import * as Options from "@effect/cli/Options"
 import { Logging, Setting } from "@effect-relay/protocol"
 import { Config, Option } from "effect"
 import * as os from "node:os"
+import * as TrustProxy from "./TrustProxy.js"
 
 export type Routing = "proxy" | "fly-replay"
 
@@ -200,7 +202,43 @@ export const relaySettings = {
     env: "RELAY_PEER_SECRET",
     description: "Secret shared by the relays, proving a proxied request comes from one of them. Required with REDIS_URL."
   }),
+  trustProxy: trustProxySetting(),
+  maxHeaderBytes: Setting.integer({
+    flag: "max-header-bytes",
+    env: "MAX_HEADER_BYTES",
+    default: 16 * 1024,
+    defaultText: "16384 (16 KiB, Node's default)",
+    description: "Largest request line plus headers the relay reads; beyond it 431."
+  }),
+  headersTimeoutMs: Setting.integer({
+    flag: "headers-timeout-ms",
+    env: "HEADERS_TIMEOUT_MS",
+    default: 80_000,
+    check: { message: "must be an integer from 1 to 300000", validation: (n) => Number.isInteger(n) && n > 0 && n <= 300_000 },
+    description: "Answer 408 and close the connection when a request's headers take longer than this to arrive."
+  }),
   logFormat: Logging.logFormatSetting
 } as const
+
+/** `TRUST_PROXY`: read as text, checked and kept parsed (`config/TrustProxy.ts`). */
+function trustProxySetting(): Setting.Setting<TrustProxy.TrustProxy> {
+  const text = Setting.text({
+    flag: "trust-proxy",
+    env: "TRUST_PROXY",
+    default: "none",
+    check: { message: `must be ${TrustProxy.describe}`, validation: (t) => TrustProxy.parse(t) !== undefined },
+    description: "Who may tell the relay a client's address and scheme. none: nobody, the TCP peer is the client " +
+      "(X-Forwarded-For is that address, X-Forwarded-Proto http). fly: Fly's proxy, the client is Fly-Client-IP and the " +
+      "scheme Fly's X-Forwarded-Proto (when Fly-Client-IP is absent, as none). A list of addresses and CIDR ranges " +
+      "(10.0.0.0/8, ::1): proxies in front; the client is the rightmost address of X-Forwarded-For plus the TCP peer " +
+      "that is not one of them, and a trusted peer's X-Forwarded-Proto and X-Forwarded-Host are kept. Whatever the " +
+      "setting, a client's own forwarding headers never reach the host: see SECURITY.md."
+  })
+  return {
+    ...text,
+    config: Config.map(text.config, TrustProxy.parseOrThrow),
+    option: Options.map(text.option, TrustProxy.parseOrThrow)
+  }
+}
 
 export type RelaySettingValues = Setting.ValuesOf<typeof relaySettings>

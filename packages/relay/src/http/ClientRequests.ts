@@ -57,7 +57,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           yield* peers.forwardHttp(target.entry, req, body, res)
         })
 
-      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel) =>
+      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel, fromPeer: boolean) =>
         Effect.gen(function*() {
           const reservation = reserveUntilDone(res, tunnel.bodyBudget())
           const body = yield* readBody(req, readOptions(reservation))
@@ -65,7 +65,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
             path: route.query === "" ? route.path : `${route.path}?${route.query}`,
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret] }),
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret], trust: config.trustProxy, fromPeer }),
             body
           })
           // The response is in memory until its client has taken it: it counts against the budgets till then.
@@ -118,7 +118,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           const { route, fromPeer } = yield* admit(req, url)
           if (route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
           const target = yield* router.locate(route.hostId, { fromPeer })
-          return yield* target._tag === "Remote" ? toRemote(req, res, target) : toTunnel(req, res, route, target.tunnel)
+          return yield* target._tag === "Remote" ? toRemote(req, res, target) : toTunnel(req, res, route, target.tunnel, fromPeer)
         }).pipe(Effect.catchAll((e) => writeError(res, e)))
 
       return ClientRequests.of({ handle })

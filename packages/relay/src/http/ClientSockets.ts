@@ -64,7 +64,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
           yield* target.tunnel.openChannel(client, {
             path: route.path,
             ...(route.query === "" ? {} : { query: route.query }),
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: handshake })
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: handshake, trust: config.trustProxy, fromPeer })
           })
         }).pipe(
           Effect.scoped,

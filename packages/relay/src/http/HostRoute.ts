@@ -9,7 +9,7 @@ import { BadHostId } from "./HttpErrors.js"
  */
 export interface HostRoute {
   readonly hostId: HostId
-  /** Path for the host's local service, always starting with `/`. */
+  /** Path for the host's local service, normalised (`normalisePath`): starts with one `/`, no dot segments. */
   readonly path: string
   /** Query string without the leading `?` and without a `token` parameter used for auth; "" when none. */
   readonly query: string
@@ -27,7 +27,7 @@ export const parseHostRoute = (url: string): Either.Either<HostRoute, BadHostId>
   const rawQuery = q === -1 ? "" : url.slice(q + 1)
   const slash = pathname.indexOf("/", prefix.length)
   const rawHostId = slash === -1 ? pathname.slice(prefix.length) : pathname.slice(prefix.length, slash)
-  const path = slash === -1 ? "/" : pathname.slice(slash)
+  const path = slash === -1 ? "/" : normalisePath(pathname.slice(slash))
   let decoded: string
   try {
     decoded = decodeURIComponent(rawHostId)
@@ -39,6 +39,38 @@ export const parseHostRoute = (url: string): Either.Either<HostRoute, BadHostId>
     Either.mapLeft(decodeHostId(decoded), () => new BadHostId({ input: decoded })),
     (hostId) => ({ hostId, path, query, queryToken: token })
   )
+}
+
+const dot = /^(?:\.|%2e)$/i
+const dotDot = /^(?:\.|%2e){2}$/i
+
+/**
+ * The path the host gets, resolved the way a URL parser would before anything acts on it, so
+ * it never climbs above `/` (nor above the path prefix of the host agent's target URL):
+ * - `.` and `..` segments are resolved, in their percent-encoded forms too (`%2e`, `%2E`,
+ *   `.%2e`...); `..` at the root stays at the root;
+ * - a backslash is a `/` (WHATWG URL parsers, so most targets, read it that way);
+ * - runs of `/` are one `/` (a path starting `//` reads as a host name to URL parsers);
+ * - a trailing `/` is kept, and one is added where a last `.` or `..` segment was;
+ * - everything else is kept byte for byte, percent-encodings included: `%2F` is part of a
+ *   segment, not a separator (APIs use it inside ids), and is not decoded.
+ */
+export const normalisePath = (raw: string): string => {
+  const segments = raw.replace(/\\/g, "/").split("/")
+  const out: Array<string> = []
+  let trailing = false
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i]!
+    trailing = true
+    if (segment === "" || dot.test(segment)) continue
+    if (dotDot.test(segment)) {
+      out.pop()
+      continue
+    }
+    out.push(segment)
+    trailing = false
+  }
+  return out.length === 0 ? "/" : `/${out.join("/")}${trailing ? "/" : ""}`
 }
 
 /** Removes the `token` parameter from a raw query string, keeping every other byte as sent. */

@@ -13,7 +13,7 @@ import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { ClientRequests } from "./ClientRequests.js"
 import { ClientSockets } from "./ClientSockets.js"
 import { Endpoints } from "./Endpoints.js"
-import { toHttpError } from "./ErrorResponse.js"
+import { type HttpError, httpErrorBody, toHttpError } from "./ErrorResponse.js"
 import { RouteNotFound } from "./HttpErrors.js"
 import { rejectUpgrade, writeError, writeJson, writeRaw } from "./Responses.js"
 import { TunnelUpgrade } from "./TunnelUpgrade.js"
@@ -34,12 +34,22 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       const route = yield* makeDispatch
       const run = yield* FiberSet.makeRuntime<never>()
 
-      const server = http.createServer()
+      const server = http.createServer({
+        maxHeaderSize: config.maxHeaderBytes,
+        headersTimeout: config.headersTimeoutMs,
+        // Node's whole-request bound (5 min by default) must not be below the headers' one.
+        requestTimeout: Math.max(300_000, config.headersTimeoutMs),
+        // How often both timeouts are checked (30 s by default): a quarter of the headers' one.
+        connectionsCheckingInterval: Math.min(30_000, Math.ceil(config.headersTimeoutMs / 4))
+      })
       // Load balancers and peer relays keep connections to the relay open between requests; the
       // relay must not be the side that closes an idle one first (a request sent on it just as
       // it closes fails with a reset). 75 s is above the 60 s idle timeout common to proxies.
       server.keepAliveTimeout = 75_000
-      server.headersTimeout = 80_000
+      // A client may shut down its sending side once its request is sent (FIN): it still gets the
+      // answer. Node's default ends the connection at the FIN and drops the request in flight;
+      // this property (no createServer option for it) keeps the answer, then closes.
+      ;(server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
 
       server.on("request", (req, res) => {
         const started = performance.now()
@@ -57,7 +67,7 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
         socket.on("error", () => {})
         run(route.upgrade(req, socket, head).pipe(guardUpgrade(socket)))
       })
-      server.on("clientError", (_error, socket) => writeRawNow(socket, 400))
+      server.on("clientError", (error: NodeJS.ErrnoException, socket) => run(answerClientError(error, socket, config.maxHeaderBytes)))
 
       const stopAccepting = Effect.sync(() => {
         if (server.listening) server.close()
@@ -123,7 +133,38 @@ const guardUpgrade = (socket: Duplex) =>
       : Effect.logError("upgrade.defect", cause).pipe(Effect.zipRight(Effect.sync(() => socket.destroy())))
   )
 
-const writeRawNow = (socket: Duplex, status: number) => Effect.runSync(writeRaw(socket, status, {}))
+/**
+ * A request node:http could not read (node's `clientError`): the status node would pick, with the
+ * relay's JSON body, then the connection closes. Nothing is written into a response already
+ * under way, nor to a client that reset.
+ */
+const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex, maxHeaderBytes: number): Effect.Effect<void> => {
+  const answer = clientErrorAnswer(error.code, maxHeaderBytes)
+  const inResponse = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true
+  return Effect.logDebug("request.client_error").pipe(
+    Effect.annotateLogs({ code: error.code ?? "unknown", status: answer?.status ?? 0 }),
+    Effect.zipRight(
+      answer === undefined || inResponse || !socket.writable
+        ? Effect.sync(() => socket.destroy())
+        : writeRaw(socket, answer.status, { "content-type": "application/json" }, httpErrorBody(answer))
+    )
+  )
+}
+
+export const clientErrorAnswer = (code: string | undefined, maxHeaderBytes: number): HttpError | undefined => {
+  switch (code) {
+    case "ECONNRESET":
+      return undefined
+    case "HPE_HEADER_OVERFLOW":
+      return { status: 431, error: "headers_too_large", message: `the request line and headers exceed ${maxHeaderBytes} bytes` }
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return { status: 413, error: "payload_too_large", message: "the request's chunk extensions are too large" }
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return { status: 408, error: "client_timeout", message: "the request was not received in time" }
+    default:
+      return { status: 400, error: "bad_request", message: "malformed HTTP request" }
+  }
+}
 
 /**
  * Listens on the port. A deploy sends a relay every host of the one draining at once: a deep

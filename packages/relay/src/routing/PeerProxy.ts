@@ -62,8 +62,12 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
             : Effect.fail(new PeerForbidden())
         })
 
+      // The client's address, scheme and host as this relay established them: the peer passes
+      // them on to the host as they are (`requestHeadersForHost`'s `fromPeer`).
+      const peerHeaders = (req: http.IncomingMessage) => requestHeadersForPeer(req.headers, req.socket.remoteAddress, config.trustProxy)
+
       const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
-        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res))
+        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res)).pipe(Effect.tapError(logUnreachable))
 
       const forwardOnce = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
         Effect.async<void, PeerUnreachable>((resume) => {
@@ -72,7 +76,7 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
             upstream = http.request(`${entry.internalUrl}${req.url ?? "/"}`, {
               method: req.method ?? "GET",
               agent,
-              headers: { ...requestHeadersForPeer(req.headers), ...guardHeaders(), "content-length": String(body.length) }
+              headers: { ...peerHeaders(req), ...guardHeaders(), "content-length": String(body.length) }
             })
           } catch (cause) {
             return resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause })))
@@ -104,14 +108,15 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
       const connectSocket = (entry: DirectoryEntry, req: http.IncomingMessage) => {
         const url = `${entry.internalUrl.replace(/^http/, "ws")}${req.url ?? "/"}`
         const headers: Record<string, string> = { ...guardHeaders() }
-        for (const [name, value] of Object.entries(requestHeadersForPeer(req.headers))) {
+        for (const [name, value] of Object.entries(peerHeaders(req))) {
           if (name.startsWith("sec-websocket-") || name === "host") continue
           headers[name] = Array.isArray(value) ? value.join(", ") : value
         }
         return Transport.connect(url, { headers, timeoutMs: 10_000 }).pipe(
           Effect.catchAllDefect((cause) => Effect.fail(new PeerUnreachable({ owner: entry.owner, cause }))),
           Effect.catchTag("ConnectError", (e): Effect.Effect<never, PeerUnreachable | Transport.ConnectError> =>
-            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e))
+            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e)),
+          Effect.tapError((e) => (e._tag === "PeerUnreachable" ? logUnreachable(e) : Effect.void))
         )
       }
 
@@ -119,6 +124,12 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
     })
   )
 }
+
+/** The client is told only that the owner cannot be reached; which relay, where and why is logged. */
+const logUnreachable = (e: PeerUnreachable) =>
+  Effect.logWarning("peer.unreachable").pipe(
+    Effect.annotateLogs({ owner: e.owner, cause: e.cause instanceof Error ? e.cause.message : String(e.cause) })
+  )
 
 /**
  * Carries frames both ways between two WebSockets until one closes; the other closes with the same

@@ -23,6 +23,7 @@ export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{
   readonly staleSocket?: boolean
 }> {
   get message() {
-    return `the relay holding this host (${this.owner}) cannot be reached`
+    // What the client reads: the owner's name and address are internal (logged as peer.unreachable).
+    return "the relay holding this host cannot be reached"
   }
 }

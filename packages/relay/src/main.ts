@@ -88,14 +88,16 @@ const root = Command.make("effect-relay").pipe(
 const cli = Command.run(root, { name: "effect-relay", version: "0.1.0" })
 
 /**
- * A configuration that cannot run is one line on stderr and exit 1, before anything was opened.
- * (The CLI prints its own line for a flag or variable it cannot read.)
+ * A configuration that cannot run is one line on stderr and exit 1, before anything was opened
+ * (the CLI prints its own line for a flag or variable it cannot read); with LOG_LEVEL=debug, the
+ * error's stack follows it.
  */
 const reportStartupError = (error: unknown) =>
   Effect.sync(() => {
     if (!ValidationError.isValidationError(error)) {
-      const problem = error as Partial<ConfigProblem> & { message?: string }
+      const problem = error as Partial<ConfigProblem> & { message?: string; stack?: string }
       process.stderr.write(`effect-relay: ${problem.message ?? String(error)}\n`)
+      if (/^(debug|trace|all)$/i.test(process.env.LOG_LEVEL ?? "") && problem.stack !== undefined) process.stderr.write(`${problem.stack}\n`)
     }
     process.exitCode = 1
   })

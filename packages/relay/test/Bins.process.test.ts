@@ -59,8 +59,8 @@ describe("built bins", () => {
 
   it.live("a failure's stack trace names the .ts file and line it was raised at", () =>
     Effect.gen(function*() {
-      // Production without auth settings: the relay refuses to start and logs the error's stack.
-      const env: Record<string, string | undefined> = { ...process.env, NODE_ENV: "production", LOG_FORMAT: "json" }
+      // Production without auth settings: the relay refuses to start; at debug level it prints the error's stack.
+      const env: Record<string, string | undefined> = { ...process.env, NODE_ENV: "production", LOG_FORMAT: "json", LOG_LEVEL: "debug" }
       for (const k of ["RELAY_AUTH_SECRET", "RELAY_AUTH_JWKS_URL", "FLY_APP_NAME"]) delete env[k]
       const output = yield* Effect.async<string>((resume) => {
         execFile(process.execPath, [relayBin, "serve", "--port", "0", "--bind", "127.0.0.1"], { env, timeout: 20_000 }, (_error, stdout, stderr) =>

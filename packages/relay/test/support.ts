@@ -12,6 +12,7 @@ export const testSettings = (overrides: Partial<RelaySettings> = {}): RelaySetti
   region: "test",
   machineId: "m1",
   auth: { key: { _tag: "Secret", secret: Redacted.make(testSecret) }, issuer: Option.none(), audience: Option.none() },
+  maxTokenLifetimeSeconds: 30 * 24 * 3600,
   maxBodyBytes: 10 * 1024 * 1024,
   pingIntervalMs: 30_000,
   pingMaxMissed: 3,

@@ -11,8 +11,17 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Logging, Setting } from "@effect-relay/protocol"
 import { Console, Duration, Effect, Layer, Option, Redacted } from "effect"
 import { mintToken } from "./auth/Token.js"
-import { assertDevModeAllowed, loadOrCreateDevSecret } from "./config/DevSecret.js"
-import { authSettingsOf, checkRelaySettings, type ConfigProblem, RelayConfig, relaySettingsOf, type AuthSettings } from "./config/RelayConfig.js"
+import { describeSeconds } from "./auth/TokenLifetime.js"
+import { assertDevModeAllowed, loadOrCreateDevSecret, productionEvidence } from "./config/DevSecret.js"
+import {
+  authSettingsOf,
+  checkRelaySettings,
+  checkSecret,
+  type ConfigProblem,
+  RelayConfig,
+  relaySettingsOf,
+  type AuthSettings
+} from "./config/RelayConfig.js"
 import { relaySettings, type RelaySettingValues } from "./config/RelaySettings.js"
 import { directoryLayer, relayLayer } from "./Relay.js"
 
@@ -59,9 +68,10 @@ const parseTtl = (text: string): Option.Option<Duration.Duration> => {
 
 const token = Command.make("token", {
   orgs: Options.text("org").pipe(Options.repeated, Options.withDescription("Org the token grants; repeat for several.")),
-  ttl: Options.text("ttl").pipe(Options.withDefault("1h"), Options.withDescription("Lifetime: 30s, 15m, 1h, 7d (default 1h).")),
+  ttl: Options.text("ttl").pipe(Options.withDefault("1h"), Options.withDescription("Lifetime: 30s, 15m, 1h, 7d (default 1h); at most the maximum token lifetime.")),
   subject: Options.text("sub").pipe(Options.optional, Options.withDescription("Subject claim.")),
-  authSecret: relaySettings.authSecret.option
+  authSecret: relaySettings.authSecret.option,
+  maxLifetimeSeconds: relaySettings.maxTokenLifetimeSeconds.option
 }, (o) =>
   Effect.gen(function*() {
     if (o.orgs.length === 0) return yield* Effect.fail(new Error("give at least one --org"))
@@ -69,9 +79,17 @@ const token = Command.make("token", {
       onNone: () => Effect.fail(new Error(`--ttl ${o.ttl}: use a number and s, m, h or d`)),
       onSome: Effect.succeed
     })
+    if (Duration.toSeconds(ttl) > o.maxLifetimeSeconds) {
+      const max = relaySettings.maxTokenLifetimeSeconds
+      return yield* Effect.fail(
+        new Error(`--ttl ${o.ttl} is over the ${describeSeconds(o.maxLifetimeSeconds)} maximum token lifetime (raise it with ${Setting.howToSet(max)}, on the relays too)`)
+      )
+    }
     const secret: Redacted.Redacted<string> = Option.isSome(o.authSecret)
       ? o.authSecret.value
       : yield* assertDevModeAllowed.pipe(Effect.zipRight(loadOrCreateDevSecret()), Effect.map((dev) => dev.secret))
+    // Refused where the relay would refuse it: a token no relay could verify is no use.
+    yield* checkSecret(relaySettings.authSecret, secret, yield* productionEvidence)
     const jwt = yield* mintToken(secret, {
       orgs: o.orgs,
       ttl,

@@ -26,13 +26,15 @@ describe("relay HTTP surface", () => {
       expect(yield* Effect.promise(() => res.json())).toEqual({ ok: true, region: "test", machineId: "m1" })
     }))
 
-  it.scopedLive("tunnel auth is checked before the upgrade: missing, bad signature and expired tokens 401, wrong org 403, a bad hostId 400", () =>
+  it.scopedLive("tunnel auth is checked before the upgrade: missing, bad signature, expired, no-exp and over-long tokens 401, wrong org 403, a bad hostId 400", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay()
       const cases: Array<[string, string, number]> = [
         ["", hostId, 401],
         [yield* token({ org: "acme", secret: "another-secret-another-secret-xx" }), hostId, 401],
         [yield* token({ org: "acme", expiresIn: -60 }), hostId, 401],
+        [yield* token({ org: "acme", expiresIn: null }), hostId, 401], // no exp
+        [yield* token({ org: "acme", issuedAgo: 0, expiresIn: 100 * 365 * 86_400 }), hostId, 401], // over the 30-day maximum
         [yield* token({ org: "other" }), hostId, 403],
         [yield* token({ org: "acme" }), "acme:bad/name", 400],
         [yield* token({ org: "acme" }), "no-colon", 400]
@@ -53,7 +55,7 @@ describe("relay HTTP surface", () => {
       yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.size()), (n) => n === 2))
     }))
 
-  it.scopedLive("client auth: 401 without or with a bad token, 403 for another org, 400 for a bad hostId", () =>
+  it.scopedLive("client auth: 401 without or with a bad, expired, no-exp or over-long token, 403 for another org, 400 for a bad hostId", () =>
     Effect.gen(function*() {
       const { relay } = yield* withHost()
       const url = `${relay.http}/hosts/${hostId}/x`
@@ -61,6 +63,8 @@ describe("relay HTTP surface", () => {
         [undefined, url, 401, "unauthorized"],
         [yield* token({ org: "acme", secret: "another-secret-another-secret-xx" }), url, 401, "unauthorized"],
         [yield* token({ org: "acme", expiresIn: -60 }), url, 401, "unauthorized"],
+        [yield* token({ org: "acme", expiresIn: null }), url, 401, "unauthorized"], // no exp
+        [yield* token({ org: "acme", issuedAgo: 0, expiresIn: 100 * 365 * 86_400 }), url, 401, "unauthorized"], // over the 30-day maximum
         [yield* token({ org: "other" }), url, 403, "forbidden"],
         [yield* token({ org: "acme" }), `${relay.http}/hosts/acme:b@d/x`, 400, "bad_host_id"]
       ]

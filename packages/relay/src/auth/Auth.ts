@@ -4,6 +4,7 @@ import { createSecretKey } from "node:crypto"
 import * as jose from "jose"
 import { RelayConfig, type AuthSettings } from "../config/RelayConfig.js"
 import { Forbidden, Unauthorized } from "./AuthErrors.js"
+import { lifetimeProblem } from "./TokenLifetime.js"
 
 /** What a verified token grants: the orgs whose hosts it may register or call. */
 export interface Grant {
@@ -11,17 +12,24 @@ export interface Grant {
   readonly subject: Option.Option<string>
 }
 
+/** What `Auth` holds tokens to beyond their signature; `now` is the clock for expiry checks (tests pass their own). */
+export interface TokenRules {
+  /** The longest lifetime accepted (`exp - iat`, or `exp - now` without `iat`). */
+  readonly maxLifetimeSeconds: number
+  readonly now?: () => number
+}
+
 /**
- * Verifies bearer tokens (JWT, HS256 secret or JWKS) and checks that the
- * token's `org` / `orgs` claims cover a host's org.
+ * Verifies bearer tokens (JWT, HS256 secret or JWKS: an `exp` is required and the lifetime is
+ * bounded) and checks that the token's `org` / `orgs` claims cover a host's org.
  */
 export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
   readonly verify: (token: string | undefined) => Effect.Effect<Grant, Unauthorized>
   readonly authorize: (token: string | undefined, hostId: HostId) => Effect.Effect<Grant, Unauthorized | Forbidden>
 }>() {
-  /** `now` is the clock for expiry checks (the cache's and the token's): tests pass their own. */
-  static make = (settings: AuthSettings, now: () => number = Date.now) =>
+  static make = (settings: AuthSettings, rules: TokenRules) =>
     Effect.sync(() => {
+      const now = rules.now ?? Date.now
       const key = settings.key._tag === "Secret"
         // A key object made once: given raw bytes, jose imports them again for every token.
         ? createSecretKey(Buffer.from(Redacted.value(settings.key.secret), "utf8"))
@@ -33,9 +41,9 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
       }
       // A client sends the same token with every request: a verified token's grant is kept until
       // the token expires (bounded; the oldest entries go first), so only new tokens cost a verify.
+      // Only tokens that passed every check (signature, claims, exp and lifetime) are kept.
       const verified = new Map<string, { readonly grant: Grant; readonly expiresAt: number }>()
-      const remember = (token: string, grant: Grant, exp: number | undefined) => {
-        if (exp === undefined) return
+      const remember = (token: string, grant: Grant, exp: number) => {
         if (verified.size >= 10_000) verified.delete(verified.keys().next().value!)
         verified.set(token, { grant, expiresAt: exp * 1000 })
       }
@@ -52,10 +60,12 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
               ? jose.jwtVerify(token, key, { ...options, currentDate: new Date(now()) })
               : jose.jwtVerify(token, key, { ...options, currentDate: new Date(now()) }),
           catch: (e) => new Unauthorized({ reason: describe(e) })
-        }).pipe(Effect.map(({ payload }) => {
+        }).pipe(Effect.flatMap(({ payload }) => {
+          const problem = lifetimeProblem(payload, rules.maxLifetimeSeconds, Math.floor(now() / 1000))
+          if (problem !== undefined) return Effect.fail(new Unauthorized({ reason: problem }))
           const grant = grantOf(payload)
-          remember(token, grant, payload.exp)
-          return grant
+          remember(token, grant, payload.exp!)
+          return Effect.succeed(grant)
         }))
       }
       const authorize = (token: string | undefined, hostId: HostId) =>
@@ -66,7 +76,10 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
       return Auth.of({ verify, authorize })
     })
 
-  static layer = Layer.effect(Auth, Effect.flatMap(RelayConfig, (config) => Auth.make(config.auth)))
+  static layer = Layer.effect(
+    Auth,
+    Effect.flatMap(RelayConfig, (config) => Auth.make(config.auth, { maxLifetimeSeconds: config.maxTokenLifetimeSeconds }))
+  )
 }
 
 const grantOf = (payload: jose.JWTPayload): Grant => {

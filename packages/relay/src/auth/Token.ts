@@ -14,10 +14,12 @@ export interface TokenClaims {
 export const mintToken = (secret: Redacted.Redacted<string>, claims: TokenClaims): Effect.Effect<string> =>
   Effect.promise(() => {
     const orgClaims = claims.orgs.length === 1 ? { org: claims.orgs[0] } : { orgs: [...claims.orgs] }
+    // One reading of the clock, so exp - iat is exactly the ttl (the relay bounds that lifetime).
+    const iat = Math.floor(Date.now() / 1000)
     let jwt = new jose.SignJWT(orgClaims)
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-      .setIssuedAt()
-      .setExpirationTime(Math.floor((Date.now() + Duration.toMillis(claims.ttl)) / 1000))
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + Math.ceil(Duration.toSeconds(claims.ttl)))
     if (claims.subject) jwt = jwt.setSubject(claims.subject)
     if (claims.issuer) jwt = jwt.setIssuer(claims.issuer)
     if (claims.audience) jwt = jwt.setAudience(claims.audience)

@@ -1,4 +1,4 @@
-import { Data, Effect, Redacted } from "effect"
+import { Config, Data, Effect, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -12,12 +12,28 @@ export class DevModeRefused extends Data.TaggedError("DevModeRefused")<{ readonl
   }
 }
 
+/**
+ * Why this looks like production (`NODE_ENV=production`, or `FLY_APP_NAME` set on Fly), or none
+ * on a laptop. Production refuses dev mode and weak secrets. Read through `Config`, so a test can
+ * give its own environment.
+ */
+export const productionEvidence: Effect.Effect<Option.Option<string>> = Config.all({
+  nodeEnv: Config.option(Config.string("NODE_ENV")),
+  flyApp: Config.option(Config.string("FLY_APP_NAME"))
+}).pipe(
+  Effect.map(({ flyApp, nodeEnv }) => {
+    if (Option.contains(nodeEnv, "production")) return Option.some("NODE_ENV=production")
+    if (Option.exists(flyApp, (name) => name !== "")) return Option.some("FLY_APP_NAME is set")
+    return Option.none()
+  }),
+  Effect.orDie
+)
+
 /** Dev mode is for laptops: a production-looking environment must configure auth explicitly. */
-export const assertDevModeAllowed = Effect.suspend(() => {
-  if (process.env.NODE_ENV === "production") return Effect.fail(new DevModeRefused({ why: "NODE_ENV=production" }))
-  if (process.env.FLY_APP_NAME) return Effect.fail(new DevModeRefused({ why: "FLY_APP_NAME is set" }))
-  return Effect.void
-})
+export const assertDevModeAllowed = Effect.flatMap(productionEvidence, Option.match({
+  onNone: () => Effect.void,
+  onSome: (why) => Effect.fail(new DevModeRefused({ why }))
+}))
 
 /** Reads the dev secret, creating it (mode 0600) on first use. */
 export const loadOrCreateDevSecret = (file: string = devSecretPath()) =>

@@ -4,7 +4,8 @@
  * relay's configuration (auth resolved) and checks what no single setting can check alone.
  */
 import { Setting } from "@effect-relay/protocol"
-import { Context, Data, Effect, Layer, Option, type Redacted } from "effect"
+import { Context, Data, Effect, Layer, Option, Redacted } from "effect"
+import { productionEvidence } from "./DevSecret.js"
 import { relaySettings, type RelaySettingValues, type Routing } from "./RelaySettings.js"
 
 export type { Routing }
@@ -57,16 +58,54 @@ export const relaySettingsOf = (values: RelaySettingValues, auth: AuthSettings):
 
 /** Checks across settings, run before anything is opened (the directory, the port). */
 export const checkRelaySettings = (settings: RelaySettings): Effect.Effect<void, ConfigProblem> =>
-  Effect.suspend(() => {
+  Effect.gen(function*() {
     if (Option.isSome(settings.redisUrl) && Option.isNone(settings.peerSecret)) {
       const s = relaySettings.peerSecret
-      return new ConfigProblem({
+      return yield* new ConfigProblem({
         setting: s.env,
         message: `${s.env} is required with REDIS_URL: relays proxy to each other and must prove it (set the same secret on every relay with ${Setting.howToSet(s)})`
       })
     }
-    return Effect.void
+    const production = yield* productionEvidence
+    const secrets: Array<readonly [Pick<Setting.Setting<unknown>, "flag" | "env">, Redacted.Redacted<string>]> = []
+    if (settings.auth.key._tag === "Secret") secrets.push([relaySettings.authSecret, settings.auth.key.secret])
+    if (Option.isSome(settings.peerSecret)) secrets.push([relaySettings.peerSecret, settings.peerSecret.value])
+    for (const [setting, secret] of secrets) {
+      const bytes = yield* checkSecret(setting, secret, production)
+      if (bytes < minSecretBytes) {
+        yield* Effect.logWarning("relay.weak_secret").pipe(Effect.annotateLogs({
+          setting: setting.env,
+          bytes,
+          minimumBytes: minSecretBytes,
+          hint: "refused when NODE_ENV=production or FLY_APP_NAME is set"
+        }))
+      }
+    }
   })
+
+/** The shortest secret a production relay accepts, in bytes: an HS256 key as long as its hash (RFC 7518 section 3.2). */
+export const minSecretBytes = 32
+
+/**
+ * A secret's length in bytes, refused when empty (no token could verify; any peer would match),
+ * and when under `minSecretBytes` in production (`production` says why it looks like it). A
+ * short secret on a laptop passes: the caller may warn.
+ */
+export const checkSecret = (
+  setting: Pick<Setting.Setting<unknown>, "flag" | "env">,
+  secret: Redacted.Redacted<string>,
+  production: Option.Option<string>
+): Effect.Effect<number, ConfigProblem> => {
+  const value = Redacted.value(secret)
+  const bytes = Buffer.byteLength(value, "utf8")
+  const fix = `set a random secret of at least ${minSecretBytes} bytes with ${Setting.howToSet(setting)} (openssl rand -hex 32 makes one)`
+  if (value.trim() === "") return Effect.fail(new ConfigProblem({ setting: setting.env, message: `${setting.env} is empty: ${fix}` }))
+  if (bytes >= minSecretBytes || Option.isNone(production)) return Effect.succeed(bytes)
+  return Effect.fail(new ConfigProblem({
+    setting: setting.env,
+    message: `${setting.env} is ${bytes} bytes, under the ${minSecretBytes} required in production (${production.value}): ${fix}`
+  }))
+}
 
 /** The defaults of every setting (auth aside): what an embedding program or a test starts from. */
 export const defaultRelaySettings = (auth: AuthSettings): RelaySettings =>

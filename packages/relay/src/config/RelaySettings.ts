@@ -47,6 +47,13 @@ export const relaySettings = {
   }),
   issuer: Setting.optionalText({ flag: "issuer", env: "RELAY_AUTH_ISSUER", description: "Required token issuer (iss), when set." }),
   audience: Setting.optionalText({ flag: "audience", env: "RELAY_AUTH_AUDIENCE", description: "Required token audience (aud), when set." }),
+  maxTokenLifetimeSeconds: Setting.integer({
+    flag: "max-token-lifetime-seconds",
+    env: "RELAY_AUTH_MAX_TOKEN_LIFETIME_SECONDS",
+    default: 30 * 24 * 3600,
+    defaultText: "2592000 (30 days)",
+    description: "Longest token lifetime accepted, for hosts and for clients: exp - iat (exp - now without iat). A token without exp is refused. `effect-relay token --ttl` is held to it too."
+  }),
   maxBodyBytes: Setting.integer({
     flag: "max-body-bytes",
     env: "MAX_BODY_BYTES",

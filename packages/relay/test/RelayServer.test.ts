@@ -159,6 +159,28 @@ describe("relay HTTP surface", () => {
       expect((yield* get(`${relay.http}/hosts/${hostId}/small`, t, { method: "POST", body: "x" })).status).toBe(200)
     }))
 
+  it.scopedLive("a response with no room left in its tunnel's body budget is answered 503 busy, and the room comes back when the client has read", () =>
+    Effect.gen(function*() {
+      // Larger than the kernel's socket buffers take on loopback: the rest waits in the relay's memory.
+      const big = Buffer.alloc(9 * 1024 * 1024, 0x61).toString("base64")
+      const relay = yield* startRelay({ maxBodyBytes: 10 * 1024 * 1024, tunnelBodyBudgetBytes: 12 * 1024 * 1024 })
+      const t = yield* token({ org: "acme" })
+      yield* fakeHost(relay.ws, hostId, t, (req) => HttpResponse.make({ id: req.id, status: 200, headers: {}, body: big, bodyEncoding: "base64" }))
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      // A client that reads nothing holds 9 MiB of the tunnel's 12.
+      const stalled = net.connect(relay.port, "127.0.0.1")
+      stalled.on("error", () => {})
+      stalled.pause()
+      stalled.write(`GET /hosts/${hostId}/a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\n\r\n`)
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => Option.getOrThrow(relay.registry.get(hostId as never)).bodyBudget().available()), (n) => n < 4 * 1024 * 1024))
+      const refused = yield* get(`${relay.http}/hosts/${hostId}/b`, t)
+      expect(refused.status).toBe(503)
+      expect(refused.headers.get("retry-after")).toBe("1")
+      expect((yield* Effect.promise(() => refused.json())).error).toBe("busy")
+      stalled.destroy()
+      yield* eventually(Effect.filterOrFail(get(`${relay.http}/hosts/${hostId}/c`, t), (res) => res.status === 200))
+    }))
+
   it.scopedLive("the request over the pending cap gets 503 too_many_pending; a slow host gets 504", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay({ maxPendingPerTunnel: 2, requestTimeoutMs: 400 })

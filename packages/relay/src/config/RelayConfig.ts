@@ -66,6 +66,13 @@ export const checkRelaySettings = (settings: RelaySettings): Effect.Effect<void,
         message: `${s.env} is required with REDIS_URL: relays proxy to each other and must prove it (set the same secret on every relay with ${Setting.howToSet(s)})`
       })
     }
+    if (settings.tunnelBodyBudgetBytes < settings.maxBodyBytes || settings.bodyBudgetBytes < settings.tunnelBodyBudgetBytes) {
+      return yield* new ConfigProblem({
+        setting: relaySettings.tunnelBodyBudgetBytes.env,
+        message: `the body budgets must hold a largest body: MAX_BODY_BYTES (${settings.maxBodyBytes}) <= ` +
+          `TUNNEL_BODY_BUDGET_BYTES (${settings.tunnelBodyBudgetBytes}) <= BODY_BUDGET_BYTES (${settings.bodyBudgetBytes})`
+      })
+    }
     const production = yield* productionEvidence
     const secrets: Array<readonly [Pick<Setting.Setting<unknown>, "flag" | "env">, Redacted.Redacted<string>]> = []
     if (settings.auth.key._tag === "Secret") secrets.push([relaySettings.authSecret, settings.auth.key.secret])

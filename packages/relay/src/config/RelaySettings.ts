@@ -124,9 +124,9 @@ export const relaySettings = {
   bodyBudgetBytes: Setting.integer({
     flag: "body-budget-bytes",
     env: "BODY_BUDGET_BYTES",
-    default: 64 * 1024 * 1024,
-    defaultText: "67108864 (64 MiB)",
-    description: "Request and response body bytes the whole relay holds at once; a request body over it waits (BODY_BUDGET_WAIT_MS), then 503."
+    default: 128 * 1024 * 1024,
+    defaultText: "134217728 (128 MiB)",
+    description: "Request and response body bytes the whole relay holds at once: a request body waits for room (BODY_BUDGET_WAIT_MS), then 503 busy; a response without room is answered 503 busy."
   }),
   tunnelBodyBudgetBytes: Setting.integer({
     flag: "tunnel-body-budget-bytes",

@@ -1,7 +1,8 @@
 /**
  * How many body bytes the relay holds in memory at once: a request body is read only once it has
  * room in its tunnel's budget and in the whole relay's (waiting a little for it), and a response
- * body is charged to both while it is written to its client. The bytes go back when the client's
+ * body must find room in both when it arrives (else its client gets 503 busy: it is dropped, not
+ * kept) and holds it while it is written to its client. The bytes go back when the client's
  * exchange ends. One tenant's uploads and downloads cannot take more than its tunnel's share, and
  * all of them together cannot grow the relay past its own.
  */
@@ -17,8 +18,8 @@ export interface Reservation {
   readonly take: (n: number) => Effect.Effect<void, BodyBudgetExhausted>
   /** Takes `n` bytes if every budget has them now. */
   readonly tryTake: (n: number) => boolean
-  /** Charges `n` bytes already in memory (a response), past the budgets if need be. */
-  readonly charge: (n: number) => void
+  /** Takes `n` bytes already in memory (a response) if every budget has them now; false (nothing taken) if not. */
+  readonly tryCharge: (n: number) => boolean
   /** Gives back all it holds (idempotent). */
   readonly release: () => void
 }
@@ -57,10 +58,11 @@ export class BodyBudgets extends Context.Tag("effect-relay/BodyBudgets")<BodyBud
               held[i]! += n
             }
           })
-        const tryTake = (n: number) => {
+        /** Takes `n` from every budget with `takeOne`, or from none. */
+        const takeAll = (n: number, takeOne: (budget: ByteBudget.ByteBudget) => boolean) => {
           const taken: Array<number> = []
           for (const [i, [budget]] of budgets.entries()) {
-            if (!budget.tryTake(n)) {
+            if (!takeOne(budget)) {
               for (const j of taken) budgets[j]![0].give(n)
               RelayMetrics.limitHit("body_budget_refused")
               return false
@@ -70,12 +72,9 @@ export class BodyBudgets extends Context.Tag("effect-relay/BodyBudgets")<BodyBud
           for (const i of taken) held[i]! += n
           return true
         }
-        const charge = (n: number) =>
-          budgets.forEach(([budget], i) => {
-            budget.charge(n)
-            held[i]! += n
-          })
-        return { take, tryTake, charge, release: give }
+        const tryTake = (n: number) => takeAll(n, (budget) => budget.tryTake(n))
+        const tryCharge = (n: number) => takeAll(n, (budget) => budget.tryCharge(n))
+        return { take, tryTake, tryCharge, release: give }
       }
       return BodyBudgets.of({ reserve, relay })
     })

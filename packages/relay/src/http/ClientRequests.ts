@@ -16,6 +16,7 @@ import type { Tunnel } from "../tunnel/Tunnel.js"
 import { requestHeadersForHost, responseHeadersForClient } from "./ForwardHeaders.js"
 import type { HostRoute } from "./HostRoute.js"
 import { BodyBudgets, type Reservation } from "./BodyBudgets.js"
+import { BodyBudgetExhausted } from "./HttpErrors.js"
 import { readBody } from "./ReadBody.js"
 import { writeError, writeJson } from "./Responses.js"
 import { makeAdmit } from "./RouteAccess.js"
@@ -68,8 +69,8 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret], trust: config.trustProxy, fromPeer }),
             body
           })
-          // The response is in memory until its client has taken it: it counts against the budgets till then.
-          reservation.charge(response.body.length)
+          // The response is in memory until its client has taken it: it must fit the budgets till then.
+          if (!reservation.tryCharge(response.body.length)) return yield* new BodyBudgetExhausted({ budget: "tunnel" })
           if (response.status < 200) {
             // An interim status is not an answer: the client would wait for one that never comes.
             return yield* writeJson(res, 502, { error: "bad_response", message: `the host answered with status ${response.status}` })

@@ -1,7 +1,7 @@
 /**
  * A number of bytes that requests in flight share: the body bytes one tunnel, or the whole relay,
  * may hold in memory at once. Taking waits in arrival order, up to a deadline; bytes already in
- * memory (a response that arrived) are charged without waiting and make later takers wait.
+ * memory (a response that arrived) either fit now or are refused, they never wait.
  */
 import { Effect } from "effect"
 
@@ -13,8 +13,8 @@ export interface ByteBudget {
   readonly tryTake: (n: number) => boolean
   /** Waits up to `timeoutMs` for `n` bytes, behind earlier takers; false when they did not come in time. */
   readonly take: (n: number, timeoutMs: number) => Effect.Effect<boolean>
-  /** Charges `n` bytes that are already held, past the limit if need be. */
-  readonly charge: (n: number) => void
+  /** Takes `n` bytes already in memory if they fit now, ahead of any waiting taker (their bytes are not read yet). */
+  readonly tryCharge: (n: number) => boolean
   readonly give: (n: number) => void
 }
 
@@ -70,8 +70,10 @@ export const make = (limit: number): ByteBudget => {
     available: () => available,
     tryTake,
     take,
-    charge: (n) => {
+    tryCharge: (n) => {
+      if (n > available) return false
       available -= n
+      return true
     },
     give
   }

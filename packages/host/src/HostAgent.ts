@@ -74,6 +74,41 @@ const logEnd = (end: SessionEnd): Effect.Effect<void> => {
   }
 }
 
+/**
+ * One connect attempt to `relayUrl`. Disconnected, so stopping the agent mid-handshake does not
+ * wait for the handshake to end; the inner fiber never fails (it returns its Exit), so the
+ * runtime has no unhandled error to report.
+ */
+const dial = (config: ResolvedHostAgentConfig, relayUrl: string) =>
+  Effect.disconnect(
+    Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
+      headers: { authorization: `Bearer ${Redacted.value(config.token)}`, [FeaturesHeader]: Features.cancel },
+      timeoutMs: config.connectTimeoutMs,
+      // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).
+      zeroMask: true
+    }))
+  ).pipe(
+    Effect.flatten,
+    // A URL or header `ws` rejects outright is a failed connect, not a crash.
+    Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(relayUrl), cause: defect })))
+  )
+
+/**
+ * Runs `attempt` forever: the backoff Schedule between failures, reset by a drain (then the fast
+ * retry after a drain); or, with `resetOnDrain` off, the climb from before drains were handled.
+ */
+const reconnectLoopOf = <R>(config: ResolvedHostAgentConfig, attempt: Effect.Effect<never, SessionEnd, R>) => {
+  const schedule = Backoff.schedule({ baseMs: config.backoffBaseMs, capMs: config.backoffCapMs, jitter: config.backoffJitter })
+  const afterDrain = Backoff.afterDrain<SessionEnd>(
+    { intervalMs: config.drainRetryMs, windowMs: config.drainRetryWindowMs },
+    (end) => end._tag === "ConnectError",
+    schedule
+  )
+  return config.resetOnDrain
+    ? reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain)
+    : reconnectLoopWithoutDrainReset(attempt, schedule, reasonOf)
+}
+
 const make = (config: ResolvedHostAgentConfig) =>
   Effect.gen(function*() {
     const state = yield* SubscriptionRef.make<TunnelState>(TunnelState.Connecting({ attempt: 1 }))
@@ -86,22 +121,6 @@ const make = (config: ResolvedHostAgentConfig) =>
       drainedFrom = undefined
       return Effect.map(Random.nextIntBetween(0, choices.length), (i) => choices[i]!)
     })
-
-    // Disconnected, so stopping the agent mid-handshake does not wait for the handshake to end; the
-    // inner fiber never fails (it returns its Exit), so the runtime has no unhandled error to report.
-    const dial = (relayUrl: string) =>
-      Effect.disconnect(
-        Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
-          headers: { authorization: `Bearer ${Redacted.value(config.token)}`, [FeaturesHeader]: Features.cancel },
-          timeoutMs: config.connectTimeoutMs,
-          // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).
-          zeroMask: true
-        }))
-      ).pipe(
-        Effect.flatten,
-        // A URL or header `ws` rejects outright is a failed connect, not a crash.
-        Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(relayUrl), cause: defect })))
-      )
 
     // This agent's own counters, logged with each connect (the metrics are per process).
     const startedAt = yield* Clock.currentTimeMillis
@@ -128,7 +147,7 @@ const make = (config: ResolvedHostAgentConfig) =>
       Effect.gen(function*() {
         yield* SubscriptionRef.set(state, TunnelState.Connecting({ attempt: n }))
         yield* Effect.logDebug("tunnel.connecting").pipe(Effect.annotateLogs({ attempt: n }))
-        const conn = yield* dial(relayUrl).pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
+        const conn = yield* dial(config, relayUrl).pipe(Effect.tapError(() => Ref.set(failedAttempts, n)))
         // Stopping the agent closes the tunnel with 1000 and a reason the relay can log.
         yield* Effect.addFinalizer((exit) =>
           Exit.isInterrupted(exit) ? conn.close(CloseCodes.Normal, "host agent stopped") : Effect.void
@@ -173,21 +192,7 @@ const make = (config: ResolvedHostAgentConfig) =>
       )
     })
 
-    const schedule = Backoff.schedule({
-      baseMs: config.backoffBaseMs,
-      capMs: config.backoffCapMs,
-      jitter: config.backoffJitter
-    })
-
-    const afterDrain = Backoff.afterDrain<SessionEnd>(
-      { intervalMs: config.drainRetryMs, windowMs: config.drainRetryWindowMs },
-      (end) => end._tag === "ConnectError",
-      schedule
-    )
-
-    const loop = config.resetOnDrain
-      ? reconnectLoop(attempt, schedule, config.drainJitterMs, reasonOf, afterDrain)
-      : reconnectLoopWithoutDrainReset(attempt, schedule, reasonOf)
+    const loop = reconnectLoopOf(config, attempt)
 
     // Runs after the loop is interrupted (finalizers run in reverse order).
     yield* Effect.addFinalizer(() =>

@@ -1,5 +1,5 @@
 import type { HostId } from "@effect-relay/protocol"
-import { Clock, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Clock, Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
 import { Redis, type Result } from "ioredis"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { Directory, type DirectoryEntry, DirectoryUnavailable, type EntryRef, type HeartbeatResult } from "./Directory.js"
@@ -150,17 +150,18 @@ export const client = (url: Redacted.Redacted<string>) =>
   ).pipe(
     Effect.tap((redis) =>
       Effect.gen(function*() {
-        const runtime = yield* Effect.runtime<never>()
+        // The client's events are logged from its callbacks, in fibers the directory's scope ends.
+        const run = yield* FiberSet.makeRuntime<never>()
         let wasReady = false
         redis.on("error", (error: Error) => {
           if (wasReady) {
             wasReady = false
-            Effect.runFork(Effect.logWarning("directory.redis_error", error.message).pipe(Effect.provide(runtime)))
+            run(Effect.logWarning("directory.redis_error", error.message))
           }
         })
         redis.on("ready", () => {
           wasReady = true
-          Effect.runFork(Effect.logInfo("directory.redis_ready").pipe(Effect.provide(runtime)))
+          run(Effect.logInfo("directory.redis_ready"))
         })
         // A first connect that fails is logged; ioredis keeps retrying in the background.
         yield* Effect.tryPromise(() => redis.connect()).pipe(

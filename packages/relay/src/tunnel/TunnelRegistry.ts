@@ -11,7 +11,7 @@ import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-r
 import { Context, Effect, ExecutionStrategy, Exit, Fiber, FiberId, FiberSet, Layer, Option, Schedule, Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { RelayAddress } from "../config/RelayAddress.js"
-import { RelayConfig } from "../config/RelayConfig.js"
+import { RelayConfig, type RelaySettings } from "../config/RelayConfig.js"
 import { Directory, ownerId } from "../directory/Directory.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import * as DirectorySync from "./DirectorySync.js"
@@ -81,59 +81,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       // closes them all at once, running every tunnel's finalizers concurrently.
       const tunnelsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
 
-      /**
-       * Opens a tunnel in its own scope and writes its directory entry. The scope is closed when the
-       * tunnel ends by itself, when another tunnel replaces it, when its entry cannot be written, or
-       * by `closeAll` / the registry closing. Its finalizers run in reverse: the directory entry goes
-       * (unless a drain clears them all at once), then the tunnel (drain frame, flush, close), and
-       * only then does it leave the local map, so a drain past its deadline can still name it.
-       */
-      const open = (hostId: HostId, conn: Transport.Transport, tunnelId: string, options: RegisterOptions) =>
-        Effect.gen(function*() {
-          const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
-          conn.onClose((info) => RelayMetrics.recordTunnelClose(info.code))
-          const close = Scope.close(scope, Exit.void)
-          // Added first, so it runs last: the tunnel stays listed until its own finalizer is done.
-          let held: Held | undefined
-          yield* Scope.addFinalizer(scope, Effect.sync(() => {
-            if (held !== undefined && local.get(hostId) === held) local.delete(hostId)
-          }))
-          const tunnel = yield* Tunnel.make(hostId, conn, {
-            tunnelId,
-            ...(options.features !== undefined ? { features: options.features } : {}),
-            pingSelf: false,
-            run,
-            // While draining, the drain's own events say what happened to every tunnel.
-            onEnded: (end) =>
-              run(
-                (draining.isDraining()
-                  ? Effect.void
-                  : Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))).pipe(
-                    Effect.zipRight(close)
-                  )
-              )
-          }).pipe(Scope.extend(scope), Effect.provideService(RelayConfig, config))
-          held = { tunnel, scope }
-          local.set(hostId, held)
-          const written = yield* sync.register(tunnel).pipe(Effect.either)
-          if (written._tag === "Left") {
-            yield* Effect.logError("tunnel.register_failed", written.left.message)
-            yield* RelayMetrics.registration("directory_unavailable")
-            yield* tunnel.closeWith(CloseCodes.Internal, "directory unavailable")
-            return yield* close
-          }
-          const entry = written.right
-          // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
-          if (draining.isDraining() || tunnel.isEnded()) {
-            yield* Effect.logInfo("tunnel.register_rolled_back")
-            yield* sync.unregister(entry)
-            return yield* close
-          }
-          // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
-          yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : sync.unregister(entry))))
-          yield* RelayMetrics.registration("accepted")
-          yield* Effect.logInfo("tunnel.registered")
-        }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
+      const open = openTunnel({ config, draining, sync, run, tunnelsScope, local })
 
       const register = (hostId: HostId, conn: Transport.Transport, options: RegisterOptions = {}) =>
         Effect.gen(function*() {
@@ -149,21 +97,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
           yield* open(hostId, conn, randomUUID(), options)
         })
 
-      // One fiber pings every tunnel each period (instead of a fiber and a timer per tunnel), and
-      // refreshes the entries of those that answered the last ping: one directory write per tunnel
-      // and period at most, however many pongs a host sends.
-      yield* Effect.gen(function*() {
-        const answered: Array<Tunnel.Tunnel> = []
-        for (const { tunnel } of [...local.values()]) {
-          if (tunnel.takePong()) answered.push(tunnel)
-          yield* tunnel.pingTick
-        }
-        if (answered.length > 0) yield* Effect.fork(sync.refresh(answered))
-      }).pipe(
-        Effect.repeat(Schedule.spaced(config.pingIntervalMs)),
-        Effect.delay(config.pingIntervalMs),
-        Effect.forkScoped
-      )
+      yield* pingEveryTunnel(local, sync, config.pingIntervalMs)
 
       const closeAll = (onAllNotified: (notified: number) => Effect.Effect<void>) =>
         Effect.gen(function*() {
@@ -190,6 +124,90 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
     })
   )
 }
+
+interface OpenDeps {
+  readonly config: RelaySettings
+  readonly draining: Context.Tag.Service<typeof Draining>
+  readonly sync: DirectorySync.DirectorySync
+  /** Starts what tunnels start from their sockets' callbacks, interrupted when the registry closes. */
+  readonly run: (effect: Effect.Effect<void>) => unknown
+  /** Every tunnel's scope is a child of this one. */
+  readonly tunnelsScope: Scope.Scope
+  /** Open tunnels and their scopes, by host. */
+  readonly local: Map<HostId, Held>
+}
+
+/**
+ * Opens a tunnel in its own scope and writes its directory entry. The scope is closed when the
+ * tunnel ends by itself, when another tunnel replaces it, when its entry cannot be written, or by
+ * `closeAll` / the registry closing. Its finalizers run in reverse: the directory entry goes
+ * (unless a drain clears them all at once), then the tunnel (drain frame, flush, close), and only
+ * then does it leave the local map, so a drain past its deadline can still name it.
+ */
+const openTunnel = ({ config, draining, local, run, sync, tunnelsScope }: OpenDeps) =>
+(hostId: HostId, conn: Transport.Transport, tunnelId: string, options: RegisterOptions) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
+    conn.onClose((info) => RelayMetrics.recordTunnelClose(info.code))
+    const close = Scope.close(scope, Exit.void)
+    // Added first, so it runs last: the tunnel stays listed until its own finalizer is done.
+    let held: Held | undefined
+    yield* Scope.addFinalizer(scope, Effect.sync(() => {
+      if (held !== undefined && local.get(hostId) === held) local.delete(hostId)
+    }))
+    const tunnel = yield* Tunnel.make(hostId, conn, {
+      tunnelId,
+      ...(options.features !== undefined ? { features: options.features } : {}),
+      pingSelf: false,
+      run,
+      // While draining, the drain's own events say what happened to every tunnel.
+      onEnded: (end) =>
+        run(
+          (draining.isDraining()
+            ? Effect.void
+            : Effect.logInfo("tunnel.closed").pipe(Effect.annotateLogs({ code: end.code, reason: end.reason }))).pipe(Effect.zipRight(close))
+        )
+    }).pipe(Scope.extend(scope), Effect.provideService(RelayConfig, config))
+    held = { tunnel, scope }
+    local.set(hostId, held)
+    const written = yield* sync.register(tunnel).pipe(Effect.either)
+    if (written._tag === "Left") {
+      yield* Effect.logError("tunnel.register_failed", written.left.message)
+      yield* RelayMetrics.registration("directory_unavailable")
+      yield* tunnel.closeWith(CloseCodes.Internal, "directory unavailable")
+      return yield* close
+    }
+    const entry = written.right
+    // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
+    if (draining.isDraining() || tunnel.isEnded()) {
+      yield* Effect.logInfo("tunnel.register_rolled_back")
+      yield* sync.unregister(entry)
+      return yield* close
+    }
+    // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
+    yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : sync.unregister(entry))))
+    yield* RelayMetrics.registration("accepted")
+    yield* Effect.logInfo("tunnel.registered")
+  }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
+
+/**
+ * One fiber pings every tunnel each period (instead of a fiber and a timer per tunnel), and
+ * refreshes the entries of those that answered the last ping: one directory write per tunnel and
+ * period at most, however many pongs a host sends.
+ */
+const pingEveryTunnel = (local: Map<HostId, Held>, sync: DirectorySync.DirectorySync, intervalMs: number) =>
+  Effect.gen(function*() {
+    const answered: Array<Tunnel.Tunnel> = []
+    for (const { tunnel } of [...local.values()]) {
+      if (tunnel.takePong()) answered.push(tunnel)
+      yield* tunnel.pingTick
+    }
+    if (answered.length > 0) yield* Effect.fork(sync.refresh(answered))
+  }).pipe(
+    Effect.repeat(Schedule.spaced(intervalMs)),
+    Effect.delay(intervalMs),
+    Effect.forkScoped
+  )
 
 /** Resumes after the event loop has run its pending I/O callbacks once (a macrotask, unlike Effect.yieldNow). */
 const yieldToEventLoop = Effect.async<void>((resume) => {

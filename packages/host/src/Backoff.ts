@@ -1,10 +1,10 @@
-import { Duration, Effect, Random, Schedule } from "effect"
-
 /**
  * The host agent's reconnect schedule: exponential from `baseMs`, doubling,
  * capped at `capMs`, each delay shrunk by a random factor in
  * `[1 - jitter, 1]` so hosts spread out but never wait longer than the cap.
  */
+import { Duration, Effect, Random, Schedule } from "effect"
+
 export interface BackoffOptions {
   readonly baseMs: number
   readonly capMs: number

@@ -1,3 +1,12 @@
+/**
+ * One tunnel session over an open transport: answers pings, forwards HTTP
+ * requests (each in its own fiber) and WebSocket channels to the target,
+ * and watches for inbound silence. It only ends with an error saying how:
+ * the relay closed the tunnel, the watchdog fired, or the relay is draining
+ * (a drain frame, after which the session serves what is in flight until the
+ * relay closes it or the drain grace ends, or a 4001 close).
+ * Requests and channels in flight end with it.
+ */
 import {
   CloseCodes,
   CloseReasons,
@@ -14,15 +23,6 @@ import { SessionClosed, WatchdogTimeout } from "./Errors.js"
 import * as TargetChannels from "./TargetChannels.js"
 import { TargetHttp } from "./TargetHttp.js"
 
-/**
- * One tunnel session over an open transport: answers pings, forwards HTTP
- * requests (each in its own fiber) and WebSocket channels to the target,
- * and watches for inbound silence. It only ends with an error saying how:
- * the relay closed the tunnel, the watchdog fired, or the relay is draining
- * (a drain frame, after which the session serves what is in flight until the
- * relay closes it or the drain grace ends, or a 4001 close).
- * Requests and channels in flight end with it.
- */
 export interface SessionOptions {
   /** No frame at all from the relay for this long: close with 4002 and end. */
   readonly watchdogMs: number

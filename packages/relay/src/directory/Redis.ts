@@ -1,15 +1,15 @@
-import type { HostId } from "@effect-relay/protocol"
-import { Clock, Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
-import { Redis, type Result } from "ioredis"
-import * as RelayMetrics from "../metrics/RelayMetrics.js"
-import { Directory, type DirectoryEntry, DirectoryUnavailable, type EntryRef, type HeartbeatResult } from "./Directory.js"
-
 /**
  * The directory in Redis, shared by every relay. Three keys under a prefix:
  * `tunnel-owner` (hash hostId -> `{region}:{machineId}`), `tunnel-meta`
  * (hash hostId -> JSON), `tunnel-ttl` (sorted set hostId -> expiry ms).
  * Every operation is one Lua script: one round trip, atomic on the server.
  */
+import type { HostId } from "@effect-relay/protocol"
+import { Clock, Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
+import { Redis, type Result } from "ioredis"
+import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import { Directory, type DirectoryEntry, DirectoryUnavailable, type EntryRef, type HeartbeatResult } from "./Directory.js"
+
 export interface RedisDirectoryOptions {
   readonly url: Redacted.Redacted<string>
   readonly keyPrefix: string

@@ -1,20 +1,9 @@
+import { spoofedForwardingHeaders } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import * as TrustProxy from "../src/config/TrustProxy.js"
 import { originOf, requestHeadersForHost, requestHeadersForPeer } from "../src/http/ForwardHeaders.js"
 
-/** Every forwarding header a client can write to pass itself off as someone else. */
-const spoofed = {
-  "x-forwarded-for": "6.6.6.6",
-  "x-forwarded-proto": "https",
-  "x-forwarded-host": "bank.example",
-  forwarded: "for=6.6.6.6;proto=https;host=bank.example",
-  "x-real-ip": "6.6.6.6",
-  "fly-client-ip": "6.6.6.6",
-  "true-client-ip": "6.6.6.6",
-  "x-forwarded-ssl": "on",
-  "x-forwarded-port": "443",
-  "x-forwarded-prefix": "/admin"
-}
+const spoofed = spoofedForwardingHeaders
 
 const trust = (text: string) => {
   const parsed = TrustProxy.parse(text)

@@ -18,6 +18,7 @@ export interface Target {
  * - `/slow/:ms` answers after a delay.
  * - `/headers` echoes `x-echo-*` request headers as response headers.
  * - WebSocket on any path: echoes each frame (text as text, binary as binary); a `close:CODE` text frame closes with CODE.
+ *   On `/greet...` its first frame is `{url, headers}` of the upgrade request.
  */
 export const startTarget = Effect.acquireRelease(
   Effect.async<{ server: http.Server; wss: WebSocketServer; target: Target }>((resume) => {
@@ -57,8 +58,9 @@ export const startTarget = Effect.acquireRelease(
       })
     })
     const wss = new WebSocketServer({ server })
-    wss.on("connection", (ws) => {
+    wss.on("connection", (ws, req) => {
       ws.on("error", () => {})
+      if (req.url?.startsWith("/greet")) ws.send(JSON.stringify({ url: req.url, headers: req.headers }))
       ws.on("message", (data, isBinary) => {
         if (!isBinary && data.toString().startsWith("close:")) {
           return ws.close(Number(data.toString().slice("close:".length)), "target closed")

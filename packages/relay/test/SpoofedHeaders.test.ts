@@ -1,8 +1,6 @@
-import { openSocket, redisPrefix, redisUrl, token } from "@effect-relay/testkit"
+import { openSocket, redisPrefix, redisUrl, spoofedForwardingHeaders, startTarget, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Redacted } from "effect"
-import * as http from "node:http"
-import { WebSocketServer } from "ws"
 import { RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
 import * as TrustProxy from "../src/config/TrustProxy.js"
 import { RelayServer } from "../src/http/RelayServer.js"
@@ -19,39 +17,10 @@ import { get, startRelay, testSettings } from "./support.js"
 const hostId = "acme:laptop"
 const peerSecret = "peer-secret-for-forwarding-tests-0123"
 
-/** What a client writes to pass itself off as another address, scheme or site. */
-const spoofed = {
-  "x-forwarded-for": "6.6.6.6",
-  "x-forwarded-proto": "https",
-  "x-forwarded-host": "bank.example",
-  forwarded: "for=6.6.6.6;proto=https;host=bank.example",
-  "x-real-ip": "6.6.6.6",
-  "fly-client-ip": "6.6.6.6",
-  "x-forwarded-ssl": "on"
-}
+const spoofed = spoofedForwardingHeaders
 
 type Seen = Record<string, string | undefined>
 
-/** A target that answers every request, and greets every WebSocket, with the headers it got. */
-const headersTarget = Effect.acquireRelease(
-  Effect.async<{ server: http.Server; wss: WebSocketServer; url: string }>((resume) => {
-    const server = http.createServer((req, res) => {
-      req.resume()
-      res.writeHead(200, { "content-type": "application/json" })
-      res.end(JSON.stringify({ url: req.url, headers: req.headers }))
-    })
-    const wss = new WebSocketServer({ server })
-    wss.on("connection", (ws, req) => ws.send(JSON.stringify({ url: req.url, headers: req.headers })))
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, wss, url: `http://127.0.0.1:${(server.address() as { port: number }).port}` })))
-  }),
-  ({ server, wss }) =>
-    Effect.async<void>((resume) => {
-      for (const client of wss.clients) client.terminate()
-      wss.close()
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
-)
 
 const forwardingOf = (headers: Seen): Seen =>
   Object.fromEntries(Object.entries(headers).filter(([name]) => name.startsWith("x-") || name === "forwarded" || name.endsWith("-ip")))
@@ -83,19 +52,19 @@ describe("spoofed forwarding headers from a client", () => {
   it.scopedLive("trust none: over HTTP and WebSocket the target sees the relay's values, never the client's", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay()
-      const target = yield* headersTarget
+      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(relay, hostId, target.url, t)
       const base = `/hosts/${hostId}/echo`
       expect(forwardingOf(yield* httpHeaders(`${relay.http}${base}`, t, spoofed))).toEqual(direct(relay.port))
-      expect(forwardingOf(yield* socketHeaders(`${relay.ws}${base}`, t, spoofed))).toEqual(direct(relay.port))
+      expect(forwardingOf(yield* socketHeaders(`${relay.ws}/hosts/${hostId}/greet`, t, spoofed))).toEqual(direct(relay.port))
     }))
 
   it.scopedLive("trusted proxy: its X-Forwarded-For names the client, its proto and host are kept; what the client wrote before it is not", () =>
     Effect.gen(function*() {
       // The test itself connects from 127.0.0.1: here it plays the load balancer in front.
       const relay = yield* startRelay({ trustProxy: TrustProxy.parseOrThrow("127.0.0.1, 10.0.0.0/8") })
-      const target = yield* headersTarget
+      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(relay, hostId, target.url, t)
       const fromProxy = {
@@ -111,13 +80,13 @@ describe("spoofed forwarding headers from a client", () => {
         forwarded: "for=203.0.113.9;host=app.example;proto=https"
       }
       expect(forwardingOf(yield* httpHeaders(`${relay.http}/hosts/${hostId}/echo`, t, fromProxy))).toEqual(expected)
-      expect(forwardingOf(yield* socketHeaders(`${relay.ws}/hosts/${hostId}/echo`, t, fromProxy))).toEqual(expected)
+      expect(forwardingOf(yield* socketHeaders(`${relay.ws}/hosts/${hostId}/greet`, t, fromProxy))).toEqual(expected)
     }))
 
   it.scopedLive("a proxy list that does not name the peer: the same headers count for nothing", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay({ trustProxy: TrustProxy.parseOrThrow("10.0.0.0/8") })
-      const target = yield* headersTarget
+      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(relay, hostId, target.url, t)
       const seen = yield* httpHeaders(`${relay.http}/hosts/${hostId}/echo`, t, { ...spoofed, "x-forwarded-for": "6.6.6.6, 10.0.0.7" })
@@ -127,7 +96,7 @@ describe("spoofed forwarding headers from a client", () => {
   it.scopedLive("trust fly: Fly-Client-IP and Fly's X-Forwarded-Proto are the client's; without Fly-Client-IP nothing is believed", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay({ trustProxy: TrustProxy.fly })
-      const target = yield* headersTarget
+      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(relay, hostId, target.url, t)
       const viaFly = yield* httpHeaders(`${relay.http}/hosts/${hostId}/echo`, t, {
@@ -174,7 +143,7 @@ describe("spoofed forwarding headers across a peer hop", () => {
       const edge = yield* redisRelay(prefix, "b")
       // A third relay with a trusted proxy in front (the test connects from 127.0.0.1).
       const behindProxy = yield* redisRelay(prefix, "c", { trustProxy: TrustProxy.parseOrThrow("127.0.0.1") })
-      const target = yield* headersTarget
+      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(owner, hostId, target.url, t)
       yield* served(edge.http, hostId, t)
@@ -183,7 +152,7 @@ describe("spoofed forwarding headers across a peer hop", () => {
 
       // A client at the edge relay spoofs: the host sees what the edge saw, not what the
       // owner saw of the edge (no second address, no peer credentials).
-      for (const seen of [yield* httpHeaders(`${edge.http}${path}`, t, spoofed), yield* socketHeaders(`${edge.ws}${path}`, t, spoofed)]) {
+      for (const seen of [yield* httpHeaders(`${edge.http}${path}`, t, spoofed), yield* socketHeaders(`${edge.ws}/hosts/${hostId}/greet`, t, spoofed)]) {
         expect(forwardingOf(seen)).toEqual(direct(edge.port))
         expect(seen["x-effect-relay-peer-secret"]).toBeUndefined()
       }
@@ -197,14 +166,14 @@ describe("spoofed forwarding headers across a peer hop", () => {
         forwarded: "for=203.0.113.9;host=app.example;proto=https"
       }
       expect(forwardingOf(yield* httpHeaders(`${behindProxy.http}${path}`, t, fromProxy))).toEqual(named)
-      expect(forwardingOf(yield* socketHeaders(`${behindProxy.ws}${path}`, t, fromProxy))).toEqual(named)
+      expect(forwardingOf(yield* socketHeaders(`${behindProxy.ws}/hosts/${hostId}/greet`, t, fromProxy))).toEqual(named)
     }), 60_000)
 
   it.scopedLive("posing as a peer: without the secret 403; a request with the secret is a peer's and is believed", () =>
     Effect.gen(function*() {
       const { prefix } = yield* redisPrefix("forwarding-forged")
       const owner = yield* redisRelay(prefix, "a")
-      const target = yield* headersTarget
+      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(owner, hostId, target.url, t)
       yield* served(owner.http, hostId, t)

@@ -90,6 +90,9 @@ export const run = (
           return channels.close(message)
         case "drain":
           return onDrain(message.reason)
+        case "hello":
+          // Which relay this is: the agent asks for it only when it holds several tunnels.
+          return Effect.logDebug("tunnel.hello").pipe(Effect.annotateLogs({ relayId: message.relayId, region: message.region }))
       }
     }
 

@@ -44,6 +44,18 @@ export const Ping = Schema.TaggedStruct("ping", {
 export interface Ping extends Schema.Schema.Type<typeof Ping> {}
 
 /**
+ * The relay's first frame on a tunnel it accepted, to agents that announce `hello`: who it is, so
+ * an agent holding several tunnels knows they are on different relays.
+ */
+export const Hello = Schema.TaggedStruct("hello", {
+  /** `{region}:{machineId}` of the relay. */
+  relayId: Schema.String.pipe(Schema.maxLength(200)),
+  region: Schema.String.pipe(Schema.maxLength(100)),
+  tunnelId: Id
+})
+export interface Hello extends Schema.Schema.Type<typeof Hello> {}
+
+/**
  * The client of request `id` went away, or the relay stopped waiting for it (timeout): the host
  * stops its call to the target. Sent only to hosts that announce the `cancel` feature.
  */
@@ -53,7 +65,12 @@ export const HttpCancel = Schema.TaggedStruct("http:cancel", {
 export interface HttpCancel extends Schema.Schema.Type<typeof HttpCancel> {}
 
 export const DrainMessage = Schema.TaggedStruct("drain", {
-  reason: Schema.optional(Schema.String)
+  reason: Schema.optional(Schema.String),
+  /**
+   * Come back within this many ms, at a moment picked at random in the window: the relay spreads
+   * its hosts' re-dials over it (a host with another tunnel loses nothing by waiting).
+   */
+  reconnectWithinMs: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(0, 60_000)))
 })
 export interface DrainMessage extends Schema.Schema.Type<typeof DrainMessage> {}
 
@@ -89,7 +106,7 @@ export const Pong = Schema.TaggedStruct("pong", {
 })
 export interface Pong extends Schema.Schema.Type<typeof Pong> {}
 
-export const RelayToHost = Schema.Union(HttpRequest, HttpCancel, WsOpen, WsFrame, WsClose, Ping, DrainMessage)
+export const RelayToHost = Schema.Union(HttpRequest, HttpCancel, WsOpen, WsFrame, WsClose, Ping, DrainMessage, Hello)
 export type RelayToHost = typeof RelayToHost.Type
 
 export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong)
@@ -209,8 +226,17 @@ export const HostToRelayCodec = codec(HostToRelay)
 export const FeaturesHeader = "effect-relay-features"
 export const Features = {
   /** `http:cancel`: the agent stops a request the client gave up on. */
-  cancel: "cancel"
+  cancel: "cancel",
+  /** `hello`: the relay's first frame says which relay it is (an agent with several tunnels). */
+  hello: "hello"
 } as const
+
+/**
+ * The agent process's instance id, sent on the upgrade request in this header: random per start.
+ * Tunnels of one instance coexist on different relays; a new instance of a hostId replaces the
+ * older instance's tunnels everywhere.
+ */
+export const InstanceHeader = "effect-relay-instance"
 
 /** The features a tunnel's upgrade request announced. */
 export const parseFeatures = (header: string | ReadonlyArray<string> | undefined): ReadonlySet<string> =>

@@ -122,7 +122,9 @@ const drain = (relay: RelayProcess, failures: Array<string>, logsSeen: number) =
     if (relay.child.exitCode !== null || relay.child.signalCode !== null) return undefined
     const signalled = Date.now()
     relay.signal("SIGINT")
-    const exited = await Promise.race([relay.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000))])
+    let timer: NodeJS.Timeout | undefined
+    const exited = await Promise.race([relay.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 20_000)))])
+    clearTimeout(timer)
     for (const line of relay.logs.slice(logsSeen)) {
       if (errorLevels.has(String(line.logLevel).toUpperCase())) failures.push(`drain: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
     }

@@ -147,7 +147,7 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
           new FrameError({
             // Both come from the peer: cut, so a bad frame cannot make a large log line.
             type: clip(type, 64),
-            problem: clip(ParseResult.TreeFormatter.formatErrorSync(e), 300),
+            problem: describeIssue(e.issue),
             ...(typeof rest.id === "string" && rest.id.length > 0 && rest.id.length <= 64 ? { id: rest.id } : {})
           })
       )
@@ -160,6 +160,28 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
       return JSON.stringify({ type: _tag, ...rest })
     }
   }
+}
+
+/**
+ * Where a frame's fields went wrong, as `invalid <path> (<kind>)`: from the parse issue's path
+ * alone, never by printing the value (a peer's value may be megabytes, or nested thousands deep).
+ */
+const describeIssue = (issue: ParseResult.ParseIssue): string => {
+  const path: Array<string> = []
+  let current: ParseResult.ParseIssue = issue
+  for (let depth = 0; depth < 32; depth++) {
+    if (current._tag === "Pointer") {
+      const keys = Array.isArray(current.path) ? current.path : [current.path]
+      for (const key of keys) path.push(clip(String(key), 40))
+      current = current.issue
+    } else if (current._tag === "Composite") {
+      current = Array.isArray(current.issues) ? current.issues[0]! : current.issues as ParseResult.ParseIssue
+    } else if (current._tag === "Refinement" || current._tag === "Transformation") {
+      current = current.issue
+    } else break
+  }
+  const kind = current._tag === "Type" ? "wrong type" : current._tag === "Missing" ? "missing" : current._tag === "Unexpected" ? "unexpected" : "invalid"
+  return `invalid ${path.length > 0 ? path.join(".") : "frame"} (${kind})`
 }
 
 /** A bad frame as a log line: `tunnel.bad_frame {problem, type}`. */

@@ -3,6 +3,7 @@
  * routed: into the host's tunnel when this relay holds it, else to the relay that does (proxied,
  * or replayed there by Fly). `/_whoowns` answers where the host is instead.
  */
+import { LogLimits } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
 import type * as http from "node:http"
 import { Auth } from "../auth/Auth.js"
@@ -84,9 +85,12 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             res.end(noBody ? undefined : response.body)
             cutIfNotRead(res)
           }).pipe(
+            // The head is checked when it arrives (TunnelRequests), so this is not expected; a
+            // response whose writeHead threw is half-set (status, bodiless flag) and cannot be
+            // reused for a 502: the connection goes, rather than a wrong answer on it.
             Effect.catchAll((cause) =>
-              Effect.logWarning("request.bad_response_from_host", String(cause)).pipe(
-                Effect.zipRight(writeJson(res, 502, { error: "bad_response", message: "the host sent a response that is not valid HTTP" }))
+              Effect.logWarning("request.bad_response_from_host", LogLimits.clip(String(cause))).pipe(
+                Effect.zipRight(Effect.sync(() => res.destroy()))
               )
             )
           )

@@ -247,8 +247,11 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
     } catch (defect) {
       rest = Effect.die(defect)
     }
-    // A bug in handling one frame is logged; it must not stop the frames after it.
-    if (rest !== Effect.void) life.run(Effect.catchAllDefect(rest, (d) => Effect.logError("tunnel.frame_defect", d)))
+    // A bug in handling one frame is logged (rate-limited like every event a peer can repeat); it
+    // must not stop the frames after it.
+    if (rest !== Effect.void) {
+      life.run(Effect.catchAllDefect(rest, (defect) => logLimited(life, "tunnel.frame_defect", { defect: LogLimits.clip(String(defect)) })))
+    }
   })
   conn.onClose((info) => {
     frames.stop()

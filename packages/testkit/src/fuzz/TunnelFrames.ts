@@ -197,7 +197,7 @@ export const tunnelInput = (r: Prng, gen: GenOptions): TunnelInput => {
           const { message, what } = validMessage(fr, ids)
           const headers = message.headers
           const changes = Array.from({ length: count }, () => mutate(fr, message, gen))
-          // Known bug (KnownBugs.ts): a 204/304 with headers the relay cannot write breaks the client's connection.
+          // Once a bug (KnownBugs.ts): a 204/304 with headers the relay cannot write breaks the client's connection.
           if (!gen.bodilessBadHeaders && message.headers !== headers && (message.status === 204 || message.status === 304)) message.status = 200
           return { data: toJson(message), binary: fr.chance(0.05), detail: `${what}: ${changes.join(", ")}` }
         }

@@ -3,7 +3,7 @@
  * refused: malformed hostIds (odd bytes, 8 KB long, missing, repeated), hostile tokens, a missing
  * or bad handshake, huge headers, an incomplete request, and raw bytes after the request (after
  * a 101 they are read as WebSocket framing). Those bytes wait for the answer: sent earlier (in the
- * request's packet, or while the token is checked), they crash the relay (KnownBugs.ts).
+ * request's packet, or while the token is checked), they crashed the relay once (KnownBugs.ts).
  */
 import type { FuzzTokens } from "./FuzzTokens.js"
 import type { GenOptions } from "./KnownBugs.js"
@@ -90,7 +90,7 @@ export const upgradeInput = (r: Prng, gen: GenOptions): ((tokens: FuzzTokens) =>
   const extra = extraHeaders(r)
   const noHost = r.chance(0.05)
   const chosen = r.weighted<string>([["none", 55], ["with the request", 20], ["later", 25]])
-  // Known bug (KnownBugs.ts): bytes that reach the relay before an upgrade that succeeds crash it;
+  // Once a bug (KnownBugs.ts): bytes that reach the relay before an upgrade that succeeds crash it;
   // without `bytesBeforeAnswer` they wait for the answer.
   const after = gen.bytesBeforeAnswer ? chosen : chosen === "none" ? "none" : "after the answer"
   const afterBytes = after === "none" ? Buffer.alloc(0) : r.chance(0.3) ? invalidUtf8(r) : r.bytes(size(r, 70_000))

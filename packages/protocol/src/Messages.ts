@@ -260,6 +260,13 @@ export const Features = {
  */
 export const InstanceHeader = "effect-relay-instance"
 
+/**
+ * Which of its instance's sessions (0, 1, ...) a tunnel is, sent with the instance header: a
+ * session holds one tunnel at a time, so a tunnel of the same session replaces it where it lands,
+ * while another session's tunnel landing on the same relay is told to try another (4003).
+ */
+export const SessionHeader = "effect-relay-session"
+
 /** The features a tunnel's upgrade request announced. */
 export const parseFeatures = (header: string | ReadonlyArray<string> | undefined): ReadonlySet<string> =>
   new Set((typeof header === "string" ? header : (header ?? []).join(",")).split(",").map((f) => f.trim()).filter((f) => f.length > 0))

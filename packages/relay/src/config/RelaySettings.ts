@@ -178,7 +178,12 @@ export const relaySettings = {
     env: "REDIS_URL",
     description: "Redis for the shared directory of which relay holds which host. Without it the directory is in memory (a single relay)."
   }),
-  redisKeyPrefix: Setting.text({ flag: "redis-key-prefix", env: "REDIS_KEY_PREFIX", default: "relay:", description: "Prefix of the directory's Redis keys." }),
+  redisKeyPrefix: Setting.text({
+    flag: "redis-key-prefix",
+    env: "REDIS_KEY_PREFIX",
+    default: "{relay}:",
+    description: "Prefix of the directory's Redis keys and its channel of registrations. The braces are a Redis Cluster hash tag: every key in one slot, so the scripts also run on a cluster."
+  }),
   directoryTtlMs: Setting.integer({
     flag: "directory-ttl-ms",
     env: "DIRECTORY_TTL_MS",

@@ -9,7 +9,7 @@ import type * as http from "node:http"
 import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
-import { replayable, replayHeader } from "../routing/FlyReplay.js"
+import { firstReachable, replayable, replayHeader } from "../routing/FlyReplay.js"
 import { PeerHeaders, PeerProxy } from "../routing/PeerProxy.js"
 import { type Route, Router } from "../routing/Router.js"
 import type { ByteBudget } from "../tunnel/ByteBudget.js"
@@ -42,7 +42,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           Effect.flatMap((target) =>
             writeJson(res, 200, target._tag === "Local"
               ? { region: config.region, machineId: config.machineId }
-              : { region: target.region, machineId: target.machineId })
+              : { region: target.owners[0].region, machineId: target.owners[0].machineId, owners: target.owners.map((o) => o.entry.owner) })
           ),
           Effect.catchTag("HostOffline", (e) => writeJson(res, 404, { error: "host_offline", message: e.message }))
         )
@@ -51,12 +51,12 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
         Effect.gen(function*() {
           if (config.routing === "fly-replay" && replayable(req)) {
             yield* RelayMetrics.routed("fly-replay")
-            res.writeHead(200, { "fly-replay": replayHeader(target, config.region), "content-length": 0 })
+            res.writeHead(200, { "fly-replay": replayHeader(target.owners[0], config.region), "content-length": 0 })
             return res.end()
           }
           const body = yield* readBody(req, readOptions(reserveUntilDone(res, undefined)))
           yield* RelayMetrics.routed("proxy")
-          yield* peers.forwardHttp(target.entry, req, body, res)
+          yield* firstReachable(target.owners, (owner) => peers.forwardHttp(owner.entry, req, body, res))
         })
 
       const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel, fromPeer: boolean) =>

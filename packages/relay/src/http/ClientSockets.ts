@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream"
 import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
-import { replayHeader } from "../routing/FlyReplay.js"
+import { firstReachable, replayHeader } from "../routing/FlyReplay.js"
 import { PeerHeaders, PeerProxy, splice } from "../routing/PeerProxy.js"
 import { type Route, Router } from "../routing/Router.js"
 import { toHttpError } from "./ErrorResponse.js"
@@ -39,10 +39,10 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
         Effect.gen(function*() {
           if (config.routing === "fly-replay") {
             yield* RelayMetrics.routed("fly-replay")
-            return yield* writeRaw(socket, 200, { "fly-replay": replayHeader(target, config.region) })
+            return yield* writeRaw(socket, 200, { "fly-replay": replayHeader(target.owners[0], config.region) })
           }
           yield* RelayMetrics.routed("proxy")
-          const upstream = yield* peers.connectSocket(target.entry, req).pipe(
+          const upstream = yield* firstReachable(target.owners, (owner) => peers.connectSocket(owner.entry, req)).pipe(
             Effect.catchTag("ConnectError", (e) =>
               Effect.zipRight(
                 rejectUpgrade(socket, { status: e.status ?? 502, error: "peer_refused", message: "the relay holding this host refused the WebSocket" }),

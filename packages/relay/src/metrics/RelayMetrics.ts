@@ -24,6 +24,7 @@ export type RegistrationResult =
   | "refused_forbidden"
   | "refused_bad_host_id"
   | "refused_draining"
+  | "refused_held_here"
   | "directory_unavailable"
 export const registration = (result: RegistrationResult) => Metric.increment(registrations(result))
 

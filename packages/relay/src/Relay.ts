@@ -18,6 +18,7 @@ import { ClientSockets } from "./http/ClientSockets.js"
 import { Endpoints } from "./http/Endpoints.js"
 import { RelayServer } from "./http/RelayServer.js"
 import { TunnelUpgrade } from "./http/TunnelUpgrade.js"
+import { Holds } from "./routing/Holds.js"
 import { PeerProxy } from "./routing/PeerProxy.js"
 import { Router } from "./routing/Router.js"
 import { Draining } from "./tunnel/Draining.js"
@@ -27,7 +28,7 @@ export const relayLayer = (options: DrainOptions = {}) =>
   Drain.layer(options).pipe(
     Layer.provideMerge(RelayServer.layer),
     Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer)),
-    Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer)),
+    Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer, Holds.layer)),
     Layer.provideMerge(TunnelRegistry.layer),
     Layer.provideMerge(Auth.layer),
     Layer.provideMerge(RelayAddress.layer),

@@ -161,6 +161,19 @@ export const relaySettings = {
     defaultText: "65536 (64 KiB)",
     description: "Largest response head (names and values) a host may send; over it the client gets 502."
   }),
+  holdMs: Setting.integer({
+    flag: "hold-ms",
+    env: "HOLD_MS",
+    default: 10_000,
+    check: Setting.Checks.nonNegativeInt,
+    description: "A request for a host no relay can serve right now waits this long for the host to register (anywhere) before 503 host_offline; 0 answers at once."
+  }),
+  maxHeld: Setting.integer({
+    flag: "max-held",
+    env: "MAX_HELD",
+    default: 10_000,
+    description: "Requests held at once on this relay; beyond it 503 host_offline at once."
+  }),
   drainFlushMs: Setting.integer({
     flag: "drain-flush-ms",
     env: "DRAIN_FLUSH_MS",

@@ -1,7 +1,9 @@
 /**
  * A client's HTTP request to `/hosts/:hostId/...`: admitted (route, peer secret, token), then
- * routed: into the host's tunnel when this relay holds it, else to the relay that does (proxied,
- * or replayed there by Fly). `/_whoowns` answers where the host is instead.
+ * routed: into the host's tunnel when this relay holds it, else to a relay that does (proxied, or
+ * replayed there by Fly). A request no relay can serve right now is held until its host registers
+ * somewhere (`Holds`), then routed once more. Its body is read once, whatever the route.
+ * `/_whoowns` answers where the host is instead.
  */
 import { LogLimits } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
@@ -11,7 +13,9 @@ import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { firstReachable, replayable, replayHeader } from "../routing/FlyReplay.js"
 import { PeerHeaders, PeerProxy } from "../routing/PeerProxy.js"
+import { Holds } from "../routing/Holds.js"
 import { type Route, Router } from "../routing/Router.js"
+import { mayRetry } from "../routing/RoutingErrors.js"
 import type { ByteBudget } from "../tunnel/ByteBudget.js"
 import type { Tunnel } from "../tunnel/Tunnel.js"
 import { requestHeadersForHost, responseHeadersForClient } from "./ForwardHeaders.js"
@@ -19,10 +23,21 @@ import type { HostRoute } from "./HostRoute.js"
 import { BodyBudgets, type Reservation } from "./BodyBudgets.js"
 import { BodyBudgetExhausted } from "./HttpErrors.js"
 import { readBody } from "./ReadBody.js"
+import type { ClientError } from "./ErrorResponse.js"
 import { writeError, writeJson } from "./Responses.js"
 import { makeAdmit } from "./RouteAccess.js"
 
 type Remote = Extract<Route, { _tag: "Remote" }>
+
+/** One client request on its way: its body once read, and the body budget it holds. */
+interface Exchange {
+  readonly req: http.IncomingMessage
+  readonly res: http.ServerResponse
+  readonly route: HostRoute
+  readonly fromPeer: boolean
+  body: Buffer | undefined
+  reservation: Reservation | undefined
+}
 
 export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<ClientRequests, {
   /** Answers one `/hosts/...` request; every expected failure becomes its status. */
@@ -34,6 +49,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
       const config = yield* RelayConfig
       const budgets = yield* BodyBudgets
       const router = yield* Router
+      const holds = yield* Holds
       const peers = yield* PeerProxy
       const admit = makeAdmit(yield* Auth, peers)
 
@@ -47,22 +63,35 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           Effect.catchTag("HostOffline", (e) => writeJson(res, 404, { error: "host_offline", message: e.message }))
         )
 
-      const toRemote = (req: http.IncomingMessage, res: http.ServerResponse, target: Remote) =>
+      /**
+       * The request's body, read once (within the body budgets: the relay's, and the tunnel's when
+       * it goes to a local tunnel first); a request held and routed again sends the same bytes.
+       */
+      const bodyOf = (ex: Exchange, tunnelBudget: ByteBudget | undefined) =>
+        Effect.suspend(() => {
+          if (ex.body !== undefined) return Effect.succeed(ex.body)
+          ex.reservation = reserveUntilDone(ex.res, tunnelBudget)
+          return Effect.tap(readBody(ex.req, readOptions(ex.reservation)), (body) => Effect.sync(() => ex.body = body))
+        })
+
+      const toRemote = (ex: Exchange, target: Remote) =>
         Effect.gen(function*() {
+          const { req, res } = ex
           if (config.routing === "fly-replay" && replayable(req)) {
             yield* RelayMetrics.routed("fly-replay")
             res.writeHead(200, { "fly-replay": replayHeader(target.owners[0], config.region), "content-length": 0 })
             return res.end()
           }
-          const body = yield* readBody(req, readOptions(reserveUntilDone(res, undefined)))
+          const body = yield* bodyOf(ex, undefined)
           yield* RelayMetrics.routed("proxy")
-          yield* firstReachable(target.owners, (owner) => peers.forwardHttp(owner.entry, req, body, res))
+          yield* firstReachable(target.owners, req.method, (owner) => peers.forwardHttp(owner.entry, req, body, res))
         })
 
-      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel, fromPeer: boolean) =>
+      const toTunnel = (ex: Exchange, tunnel: Tunnel) =>
         Effect.gen(function*() {
-          const reservation = reserveUntilDone(res, tunnel.bodyBudget())
-          const body = yield* readBody(req, readOptions(reservation))
+          const { req, res, route, fromPeer } = ex
+          const body = yield* bodyOf(ex, tunnel.bodyBudget())
+          const reservation = ex.reservation!
           yield* RelayMetrics.routed("local")
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
@@ -118,12 +147,26 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
         })
       }
 
+      /**
+       * Routes the request. One no relay could serve (the host between its tunnels, or its agent
+       * restarting) is held until the host registers somewhere, then routed once more. A request
+       * another relay forwarded here is not held: that relay holds it.
+       */
+      const dispatch = (ex: Exchange, held: boolean): Effect.Effect<void, ClientError> =>
+        router.locate(ex.route.hostId, { fromPeer: ex.fromPeer }).pipe(
+          Effect.flatMap((target): Effect.Effect<void, ClientError> => target._tag === "Remote" ? toRemote(ex, target) : toTunnel(ex, target.tunnel)),
+          Effect.catchIf(
+            (e) => !held && !ex.fromPeer && !ex.res.headersSent && mayRetry(e, ex.req.method),
+            (e) =>
+              Effect.flatMap(holds.wait(ex.route.hostId), (outcome) => (outcome === "released_by_event" ? dispatch(ex, true) : Effect.fail(e)))
+          )
+        )
+
       const handle = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {
           const { route, fromPeer } = yield* admit(req, url)
           if (route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
-          const target = yield* router.locate(route.hostId, { fromPeer })
-          return yield* target._tag === "Remote" ? toRemote(req, res, target) : toTunnel(req, res, route, target.tunnel, fromPeer)
+          yield* dispatch({ req, res, route, fromPeer, body: undefined, reservation: undefined }, false)
         }).pipe(Effect.catchAll((e) => writeError(res, e)))
 
       return ClientRequests.of({ handle })

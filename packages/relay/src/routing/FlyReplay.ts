@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from "node:http"
 import { Effect } from "effect"
-import type { PeerUnreachable } from "./RoutingErrors.js"
+import { mayRetry, type PeerUnreachable } from "./RoutingErrors.js"
 import type { Owner } from "./Router.js"
 
 /** Where Fly should replay to: the owner machine in this region, else the owner's region. */
@@ -13,15 +13,17 @@ export const replayHeader = (owner: Owner, ownRegion: string): string =>
 
 /**
  * `attempt` on each owner in turn until one can be reached: an owner that refuses the connection
- * or cannot be reached is skipped within the same request. Fails with the last owner's error.
+ * or cannot be reached is skipped within the same request (when nothing reached it, or `method`
+ * is safe to send twice). Fails with the last owner's error.
  */
 export const firstReachable = <A, E extends { readonly _tag: string }, R>(
   owners: readonly [Owner, ...ReadonlyArray<Owner>],
+  method: string | undefined,
   attempt: (owner: Owner) => Effect.Effect<A, E | PeerUnreachable, R>
 ): Effect.Effect<A, E | PeerUnreachable, R> => {
   const [first, ...rest] = owners
   return rest.reduce<Effect.Effect<A, E | PeerUnreachable, R>>(
-    (tried, next) => Effect.catchIf(tried, (e): e is PeerUnreachable => e._tag === "PeerUnreachable", () => attempt(next)),
+    (tried, next) => Effect.catchIf(tried, (e): e is PeerUnreachable => e._tag === "PeerUnreachable" && mayRetry(e, method), () => attempt(next)),
     attempt(first)
   )
 }

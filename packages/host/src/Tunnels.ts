@@ -140,8 +140,13 @@ export const make = (urls: ReadonlyArray<string>, count: number): Effect.Effect<
               ]
           })
           if (!chosen.standby) return chosen.url
-          yield* onStandby(chosen.url, (yield* SubscriptionRef.get(shared)).greets.get(chosen.url))
-          yield* shared.changes.pipe(Stream.filter((s) => !blocked(s, i, chosen.url)), Stream.runHead)
+          const greets = (yield* SubscriptionRef.get(shared)).greets.get(chosen.url)
+          yield* onStandby(chosen.url, greets)
+          // Until the URL is free, or its relay says (or stops saying) hello: then pick again.
+          yield* shared.changes.pipe(
+            Stream.filter((s) => !blocked(s, i, chosen.url) || s.greets.get(chosen.url) !== greets),
+            Stream.runHead
+          )
         }
       })
 

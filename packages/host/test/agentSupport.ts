@@ -40,6 +40,8 @@ export interface FakeRelayOptions {
   readonly relayIdFor?: (n: number) => string
   /** Close with 4003 a tunnel landing on a relay that already holds an open one of the same instance. */
   readonly refuseHeldHere?: boolean
+  /** Anything else to do with the n-th tunnel (0-based) as it opens (after the hello, if any). */
+  readonly onOpen?: (socket: WebSocket, n: number) => void
 }
 
 /**
@@ -62,7 +64,8 @@ export const fakeRelay = (refuseWith?: number, options: FakeRelayOptions = {}) =
       const closed = Deferred.unsafeMake<{ code: number; reason: string }>(undefined as never)
       socket.on("message", (data) => Queue.unsafeOffer(frames, data.toString()))
       socket.on("close", (code, reason) => Deferred.unsafeDone(closed, Effect.succeed({ code, reason: reason.toString() })))
-      const relayId = options.relayIdFor?.(count++)
+      const n = count++
+      const relayId = options.relayIdFor?.(n)
       if (relayId !== undefined) {
         const key = `${relayId} ${request.headers[InstanceHeader]}`
         if (options.refuseHeldHere && held.has(key)) socket.close(CloseCodes.HeldHere, CloseReasons.HeldHere)
@@ -70,10 +73,11 @@ export const fakeRelay = (refuseWith?: number, options: FakeRelayOptions = {}) =
           held.add(key)
           socket.on("close", () => held.delete(key))
           if (parseFeatures(request.headers[FeaturesHeader]).has(Features.hello)) {
-            socket.send(RelayToHostCodec.encode(Hello.make({ relayId, region: relayId.split(":")[0]!, tunnelId: `t${count}` })))
+            socket.send(RelayToHostCodec.encode(Hello.make({ relayId, region: relayId.split(":")[0]!, tunnelId: `t${n}` })))
           }
         }
       }
+      options.onOpen?.(socket, n)
       Queue.unsafeOffer(connections, { socket, request, at: Date.now(), frames, closed, ...(relayId !== undefined ? { relayId } : {}) })
     })
     const nextConnection = Queue.take(connections).pipe(
@@ -131,3 +135,13 @@ export const reconnects = (reason: string) => Metric.value(reconnectsFor(reason)
 export const linesOf = <L extends { readonly message: unknown }>(logs: { readonly lines: ReadonlyArray<L> }, event: string) =>
   logs.lines.filter((line) => JSON.stringify(line.message).includes(event))
 
+
+/** Polls `check` every 20 ms until it returns true (or dies after `timeoutMs`). */
+export const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, timeoutMs = 5_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+      yield* Effect.sleep("20 millis")
+    }
+  })

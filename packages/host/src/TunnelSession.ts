@@ -4,10 +4,12 @@
  * when it ends dial again, paced by this session's own reconnect loop (`Pacing`): its own
  * backoff schedule, reset by a drain, untouched by a "held here" or a "busy, retry after".
  */
-import { CloseCodes, CloseReasons, Features, FeaturesHeader, type Hello, InstanceHeader, Transport } from "@effect-relay/protocol"
-import { Clock, Deferred, Effect, Exit, Fiber, Option, Redacted, type Scope } from "effect"
+import { CloseCodes, CloseReasons, type Hello } from "@effect-relay/protocol"
+import { Clock, Deferred, Effect, Exit, Fiber, Option, type Scope } from "effect"
 import * as Backoff from "./Backoff.js"
-import { ConnectError, HeldHere, type ReconnectReason, reasonOf, type SessionEnd } from "./Errors.js"
+import { dial } from "./Dial.js"
+import { logEnd } from "./EndLog.js"
+import { HeldHere, type ReconnectReason, reasonOf, type SessionEnd } from "./Errors.js"
 import type { ResolvedHostAgentConfig } from "./HostAgentConfig.js"
 import { countReconnect, tunnelOpenScoped } from "./Metrics.js"
 import * as Pacing from "./Pacing.js"
@@ -15,7 +17,7 @@ import { pacedReconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectL
 import * as Session from "./Session.js"
 import type * as TargetHttp from "./TargetHttp.js"
 import type * as Tunnels from "./Tunnels.js"
-import { displayUrl, tunnelUrl } from "./TunnelUrl.js"
+import { displayUrl } from "./TunnelUrl.js"
 
 /** How long a new tunnel waits for the relay's hello before it counts as up without one (an older relay). */
 export const helloWaitMs = 1_000
@@ -202,81 +204,3 @@ const lateHello = (ctx: TunnelContext, url: string, greeting: Deferred.Deferred<
         Effect.zipRight(ctx.deps.tunnels.connected(ctx.index, { since, ...relayOf(hello) })),
         Effect.zipRight(Effect.logInfo("tunnel.hello_late").pipe(Effect.annotateLogs(relayOf(hello))))
       ))
-
-/**
- * One connect attempt to `relayUrl`, announcing the optional frames this agent understands and
- * its instance id. Disconnected, so stopping the agent mid-handshake does not wait for the
- * handshake to end; the inner fiber never fails (it returns its Exit), so the runtime has no
- * unhandled error to report.
- */
-const dial = (config: ResolvedHostAgentConfig, instanceId: string, relayUrl: string) =>
-  Effect.disconnect(
-    Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
-      headers: {
-        authorization: `Bearer ${Redacted.value(config.token)}`,
-        [FeaturesHeader]: `${Features.cancel},${Features.hello}`,
-        [InstanceHeader]: instanceId
-      },
-      timeoutMs: config.connectTimeoutMs,
-      // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).
-      zeroMask: true
-    }))
-  ).pipe(
-    Effect.flatten,
-    // A URL or header `ws` rejects outright is a failed connect, not a crash.
-    Effect.catchAllDefect((defect) => Effect.fail(new ConnectError({ url: displayUrl(relayUrl), cause: defect })))
-  )
-
-const logEnd = (end: SessionEnd): Effect.Effect<void> => {
-  switch (end._tag) {
-    case "ConnectError":
-      return end.status === 401 || end.status === 403
-        ? Effect.logError("tunnel.connect_refused").pipe(Effect.annotateLogs({
-          status: end.status,
-          hint: "the relay refused the credentials: check RELAY_TOKEN and HOST_ID"
-        }))
-        : Effect.logWarning("tunnel.connect_failed").pipe(Effect.annotateLogs({
-          ...(end.status !== undefined ? { status: end.status } : {}),
-          error: end.message
-        }))
-    case "SessionClosed":
-      return end.code === CloseCodes.Policy
-        ? Effect.logError("tunnel.closed").pipe(Effect.annotateLogs({
-          code: end.code,
-          reason: end.reason,
-          hint: "authentication or authorization failed: check RELAY_TOKEN and HOST_ID"
-        }))
-        : (end.code === CloseCodes.Normal ? Effect.logInfo : Effect.logWarning)("tunnel.closed").pipe(
-          Effect.annotateLogs({ code: end.code, reason: end.reason })
-        )
-    case "WatchdogTimeout":
-      return Effect.logWarning("tunnel.watchdog").pipe(
-        Effect.annotateLogs({ code: CloseCodes.HostWatchdog, silentMs: end.silentMs })
-      )
-    case "DrainSignal":
-      return Effect.logInfo("tunnel.drain").pipe(
-        Effect.annotateLogs({
-          source: end.source,
-          ...(end.source === "close" ? { code: CloseCodes.Drain } : {}),
-          ...(end.reason !== undefined ? { reason: end.reason } : {}),
-          ...("reconnectWithinMs" in end && end.reconnectWithinMs !== undefined ? { reconnectWithinMs: end.reconnectWithinMs } : {})
-        })
-      )
-    case "HeldHere":
-      return Effect.logInfo("tunnel.held_here").pipe(
-        Effect.annotateLogs({
-          source: end.source,
-          ...(end.source === "relay" ? { code: CloseCodes.HeldHere } : {}),
-          ...(end.relayId !== undefined ? { relayId: end.relayId } : {})
-        })
-      )
-    case "RelayBusy":
-      return Effect.logInfo("tunnel.relay_busy").pipe(
-        Effect.annotateLogs({
-          code: CloseCodes.TryAgainLater,
-          reason: end.reason,
-          ...(end.retryAfterMs !== undefined ? { retryAfterMs: end.retryAfterMs } : {})
-        })
-      )
-  }
-}

@@ -1,22 +1,24 @@
 /**
- * One connect attempt to `relayUrl`, announcing the optional frames this agent understands and
- * its instance id. Disconnected, so stopping the agent mid-handshake does not wait for the
+ * One connect attempt to `relayUrl`, announcing the optional frames this agent understands, its
+ * instance id and which of its sessions dials (the relay replaces that session's previous tunnel,
+ * and refuses another session's with 4003). Disconnected, so stopping the agent mid-handshake does not wait for the
  * handshake to end; the inner fiber never fails (it returns its Exit), so the runtime has no
  * unhandled error to report.
  */
-import { Features, FeaturesHeader, InstanceHeader, Transport } from "@effect-relay/protocol"
+import { Features, FeaturesHeader, InstanceHeader, SessionHeader, Transport } from "@effect-relay/protocol"
 import { Effect, Redacted } from "effect"
 import { ConnectError } from "./Errors.js"
 import type { ResolvedHostAgentConfig } from "./HostAgentConfig.js"
 import { displayUrl, tunnelUrl } from "./TunnelUrl.js"
 
-export const dial = (config: ResolvedHostAgentConfig, instanceId: string, relayUrl: string) =>
+export const dial = (config: ResolvedHostAgentConfig, instanceId: string, session: number, relayUrl: string) =>
   Effect.disconnect(
     Effect.exit(Transport.connect(tunnelUrl(relayUrl, config.hostId), {
       headers: {
         authorization: `Bearer ${Redacted.value(config.token)}`,
         [FeaturesHeader]: `${Features.cancel},${Features.hello}`,
-        [InstanceHeader]: instanceId
+        [InstanceHeader]: instanceId,
+        [SessionHeader]: String(session)
       },
       timeoutMs: config.connectTimeoutMs,
       // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).

@@ -125,7 +125,7 @@ const tunnel = (
       })
     )
     yield* Effect.logDebug("tunnel.connecting").pipe(Effect.annotateLogs({ attempt: n }))
-    const conn = yield* dial(config, deps.instanceId, url)
+    const conn = yield* dial(config, deps.instanceId, index, url)
     // Stopping the agent closes the tunnel with 1000 and a reason the relay can log.
     yield* Effect.addFinalizer((exit) => (Exit.isInterrupted(exit) ? conn.close(CloseCodes.Normal, "host agent stopped") : Effect.void))
 

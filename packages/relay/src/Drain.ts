@@ -85,9 +85,6 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
             process.once("SIGTERM", secondSignal("SIGTERM"))
           }
 
-          yield* server.stopAccepting
-          yield* Effect.logInfo("drain.stopped_accepting").pipe(Effect.annotateLogs({ ms: since() }))
-
           // The directory's one clear of this relay's entries runs while the tunnels close: its
           // reply then comes before the hosts' answers to thousands of close frames, not behind
           // them. Safe to run early: registrations are refused from now on, one still being written
@@ -105,11 +102,18 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
             Effect.fork
           )
 
-          const report = yield* registry.closeAll((notified) =>
-            Effect.logInfo("drain.notified").pipe(Effect.annotateLogs({ tunnels: notified, ms: since() }))
+          const report = yield* registry.closeAll(({ notified, reconnectWithinMs }) =>
+            Effect.logInfo("drain.notified").pipe(Effect.annotateLogs({ tunnels: notified, reconnectWithinMs, ms: since() }))
           )
           yield* Effect.logInfo("drain.closed").pipe(Effect.annotateLogs({ tunnels: report.tunnels, ms: since() }))
 
+          // The listener stayed open while the tunnels drained: requests from peers, and from a load
+          // balancer that had not yet seen /ready's 503, were served through the hosts' other relays.
+          // Now it stops; every response since the drain began said `Connection: close`, and the
+          // requests still running get the flush window (within the deadline, a second short of it).
+          yield* server.stopAccepting
+          yield* Effect.logInfo("drain.stopped_accepting").pipe(Effect.annotateLogs({ ms: since() }))
+          yield* server.awaitRequests(Math.max(0, Math.min(config.drainFlushMs, config.drainDeadlineMs - since() - 1000)))
           yield* server.closeConnections
 
           const entries = yield* Fiber.join(clearing)

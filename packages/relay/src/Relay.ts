@@ -21,6 +21,7 @@ import { TunnelUpgrade } from "./http/TunnelUpgrade.js"
 import { Holds } from "./routing/Holds.js"
 import { PeerProxy } from "./routing/PeerProxy.js"
 import { Router } from "./routing/Router.js"
+import { Admission } from "./tunnel/Admission.js"
 import { Draining } from "./tunnel/Draining.js"
 import { TunnelRegistry } from "./tunnel/TunnelRegistry.js"
 
@@ -29,7 +30,7 @@ export const relayLayer = (options: DrainOptions = {}) =>
     Layer.provideMerge(RelayServer.layer),
     Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer)),
     Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer, Holds.layer)),
-    Layer.provideMerge(TunnelRegistry.layer),
+    Layer.provideMerge(Layer.merge(TunnelRegistry.layer, Admission.layer)),
     Layer.provideMerge(Auth.layer),
     Layer.provideMerge(RelayAddress.layer),
     Layer.provideMerge(Draining.layer)

@@ -84,7 +84,7 @@ describe("drain of a relay process on a signal", () => {
         // The real agents took the drain path (reset backoff), not a failure.
         expect((yield* drainReconnects) - before).toBeGreaterThanOrEqual(3)
 
-        const phases = ["drain.start", "drain.stopped_accepting", "drain.notified", "drain.closed", "drain.directory_cleared", "drain.done"]
+        const phases = ["drain.start", "drain.notified", "drain.closed", "drain.stopped_accepting", "drain.directory_cleared", "drain.done"]
         const order = logOrder(relay, phases)
         expect(order.every((i) => i >= 0), JSON.stringify(order)).toBe(true)
         expect([...order].sort((a, b) => a - b)).toEqual(order)

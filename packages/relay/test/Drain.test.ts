@@ -68,7 +68,7 @@ describe("drain (in process)", () => {
       expect(took).toBeLessThan(2000)
     }))
 
-  it.scopedLive("while draining: /ready is 503, /health 200, new connections are refused, and a tunnel upgrade on an existing connection is closed 4001", () =>
+  it.scopedLive("while draining: /ready is 503, /health 200 with Connection: close, new connections are still answered while tunnels drain (refused once they are closed), and a tunnel upgrade is closed 4001", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(
@@ -95,18 +95,24 @@ describe("drain (in process)", () => {
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       yield* Effect.sleep("100 millis")
       expect((yield* ready.finish("\r\n")).toString()).toMatch(/^HTTP\/1.1 503/)
-      expect((yield* health.finish("\r\n")).toString()).toMatch(/^HTTP\/1.1 200/)
-      const refused = yield* Effect.async<string>((resume) => {
-        const socket = net.connect(port, "127.0.0.1", () => resume(Effect.succeed("connected")))
-        socket.on("error", (e: NodeJS.ErrnoException) => resume(Effect.succeed(e.code ?? "error")))
-      })
-      expect(refused).toBe("ECONNREFUSED")
+      const healthAnswer = (yield* health.finish("\r\n")).toString()
+      expect(healthAnswer).toMatch(/^HTTP\/1.1 200/)
+      expect(healthAnswer.toLowerCase()).toContain("connection: close")
+      // The listener stays open while the tunnels drain: a load balancer's late request is answered.
+      expect((yield* get(`http://127.0.0.1:${port}/health`)).status).toBe(200)
       const upgraded = yield* tunnel.finish("Sec-WebSocket-Version: 13\r\n\r\n", (b) => b.indexOf("\r\n\r\n") !== -1 && b.length >= b.indexOf("\r\n\r\n") + 8)
       expect(upgraded.toString()).toMatch(/^HTTP\/1.1 101/)
       const frame = upgraded.subarray(upgraded.indexOf("\r\n\r\n") + 4)
       expect(frame[0]).toBe(0x88) // FIN + close
       expect(frame.readUInt16BE(2)).toBe(CloseCodes.Drain)
       expect(frame.subarray(4, 4 + frame[1]! - 2).toString()).toBe("draining")
+      // Once the tunnels are closed (the slow host's flush window), new connections are refused.
+      yield* Effect.sleep("1600 millis")
+      const refused = yield* Effect.async<string>((resume) => {
+        const socket = net.connect(port, "127.0.0.1", () => resume(Effect.succeed("connected")))
+        socket.on("error", (e: NodeJS.ErrnoException) => resume(Effect.succeed(e.code ?? "error")))
+      })
+      expect(refused).toBe("ECONNREFUSED")
       yield* Fiber.join(closing)
     }))
 })

@@ -147,7 +147,7 @@ describe("Tunnel", () => {
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       yield* settle(() => decoded().at(-1)?._tag === "drain")
       expect(fiber.unsafePoll()).toBeNull() // in-flight requests get the flush window
-      yield* TestClock.adjust("500 millis")
+      yield* TestClock.adjust("5 seconds") // DRAIN_FLUSH_MS
       yield* Fiber.join(closing)
       const error = yield* Effect.flip(Fiber.join(fiber))
       expect(error._tag).toBe("TunnelClosed")

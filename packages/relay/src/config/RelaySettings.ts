@@ -177,8 +177,20 @@ export const relaySettings = {
   drainFlushMs: Setting.integer({
     flag: "drain-flush-ms",
     env: "DRAIN_FLUSH_MS",
-    default: 500,
-    description: "On drain, how long each tunnel waits for in-flight responses after the drain frame before failing the rest with 502 and closing 4001."
+    default: 5000,
+    description: "On drain, how long each tunnel waits for its in-flight requests to be answered after the drain frame (new ones go to the host's other relay) before failing the rest with 502 and closing 4001. Keep it below DRAIN_DEADLINE_MS."
+  }),
+  registrationsPerSecond: Setting.integer({
+    flag: "registrations-per-second",
+    env: "REGISTRATIONS_PER_SECOND",
+    default: 1000,
+    description: "Tunnel registrations this relay admits per second (a token bucket: when another relay drains, its hosts come here): over it a host is closed 1013 with a retryAfterMs that spaces the retries at this rate. Also how a draining relay sizes the window it spreads its hosts' re-dials over."
+  }),
+  registrationBurst: Setting.integer({
+    flag: "registration-burst",
+    env: "REGISTRATION_BURST",
+    default: 1000,
+    description: "Registrations admitted at once above the rate (the bucket's size)."
   }),
   drainDeadlineMs: Setting.integer({
     flag: "drain-deadline-ms",

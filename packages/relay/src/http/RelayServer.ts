@@ -9,6 +9,7 @@ import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { RelayAddress } from "../config/RelayAddress.js"
 import { internalUrlFor, RelayConfig } from "../config/RelayConfig.js"
+import { Draining } from "../tunnel/Draining.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { ClientRequests } from "./ClientRequests.js"
 import { ClientSockets } from "./ClientSockets.js"
@@ -21,8 +22,10 @@ import { TunnelUpgrade } from "./TunnelUpgrade.js"
 export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelayServer, {
   readonly server: http.Server
   readonly port: number
-  /** Closes the listening socket: new connections are refused, existing ones keep working. */
+  /** Closes the listening socket (new connections are refused) and the idle kept-alive connections; the others keep working. */
   readonly stopAccepting: Effect.Effect<void>
+  /** Waits until no request is being answered, at most `ms`. */
+  readonly awaitRequests: (ms: number) => Effect.Effect<void>
   /** Closes every remaining client connection (after the tunnels are gone). */
   readonly closeConnections: Effect.Effect<void>
 }>() {
@@ -31,6 +34,7 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
     Effect.gen(function*() {
       const config = yield* RelayConfig
       const address = yield* RelayAddress
+      const draining = yield* Draining
       const route = yield* makeDispatch
       const run = yield* FiberSet.makeRuntime<never>()
 
@@ -51,11 +55,20 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
       // this property (no createServer option for it) keeps the answer, then closes.
       ;(server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
 
+      /** Requests being answered, and who waits for there to be none. */
+      let answering = 0
+      let whenIdle: Array<() => void> = []
+
       server.on("request", (req, res) => {
         const started = performance.now()
         const counted = req.url?.startsWith("/hosts/") === true
+        // While draining, every answer ends its connection: the client's next request goes to
+        // another relay, and nothing is left to cut when the drain ends.
+        if (draining.isDraining()) res.setHeader("connection", "close")
+        answering++
         const fiber = run(route.request(req, res).pipe(guardRequest(res)))
         res.on("close", () => {
+          if (--answering === 0) for (const f of whenIdle.splice(0)) f()
           const finished = res.writableFinished
           if (!finished) fiber.unsafeInterruptAsFork(FiberId.none)
           // 499: the client went away before its answer was written (nginx's convention).
@@ -71,13 +84,27 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
 
       const stopAccepting = Effect.sync(() => {
         if (server.listening) server.close()
+        server.closeIdleConnections()
       })
+      const awaitRequests = (ms: number) =>
+        Effect.async<void>((resume) => {
+          if (answering === 0) return resume(Effect.void)
+          const done = () => resume(Effect.void)
+          whenIdle.push(done)
+          return Effect.sync(() => {
+            whenIdle = whenIdle.filter((f) => f !== done)
+          })
+        }).pipe(
+          // Run from the drain, a finalizer: uninterruptible unless said so, and the timeout must cut it.
+          Effect.interruptible,
+          Effect.timeoutTo({ duration: ms, onSuccess: () => undefined, onTimeout: () => undefined })
+        )
       const closeConnections = Effect.sync(() => server.closeAllConnections())
 
       const port = yield* Effect.acquireRelease(listen(server, config.port, config.bindHost), () => Effect.zipRight(stopAccepting, closeConnections))
       yield* address.set({ port, internalUrl: internalUrlFor(config.internalUrl, port) })
       yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
-      return RelayServer.of({ server, port, stopAccepting, closeConnections })
+      return RelayServer.of({ server, port, stopAccepting, awaitRequests, closeConnections })
     })
   )
 }

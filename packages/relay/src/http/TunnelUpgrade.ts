@@ -6,13 +6,14 @@
  * an authenticated host only to close it 4001 at once, the code that brings it straight back
  * elsewhere (checked again after the async auth, and by the registry).
  */
-import { decodeHostId, FeaturesHeader, InstanceHeader, LogLimits, parseFeatures, SessionHeader } from "@effect-relay/protocol"
+import { CloseCodes, decodeHostId, FeaturesHeader, InstanceHeader, LogLimits, parseFeatures, retryAfterReason, SessionHeader } from "@effect-relay/protocol"
 import { Context, Effect, Either, Layer } from "effect"
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import { Admission } from "../tunnel/Admission.js"
 import { Draining, refuseWhileDraining } from "../tunnel/Draining.js"
 import { TunnelRegistry } from "../tunnel/TunnelRegistry.js"
 import { type ClientError, toHttpError } from "./ErrorResponse.js"
@@ -44,6 +45,7 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
       const auth = yield* Auth
       const draining = yield* Draining
       const registry = yield* TunnelRegistry
+      const admission = yield* Admission
       // A body travels base64 in a JSON frame: room for a maximal body plus the envelope.
       const upgrade = makeUpgrade(Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024)
       // Strangers can repeat refusals at will: a few lines a second, each saying how many were left out.
@@ -86,6 +88,12 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
           }
           const conn = yield* upgrade(req, socket, head)
           if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId.right)
+          // Over this relay's registration rate (another relay's hosts arriving at once): come back later.
+          const wait = admission.admit()
+          if (wait !== undefined) {
+            yield* RelayMetrics.registration("refused_busy")
+            return yield* conn.close(CloseCodes.TryAgainLater, retryAfterReason(wait))
+          }
           yield* registry.register(hostId.right, conn, {
             features: parseFeatures(req.headers[FeaturesHeader]),
             ...(instanceId !== undefined ? { instanceId } : {}),

@@ -25,6 +25,7 @@ export type RegistrationResult =
   | "refused_bad_host_id"
   | "refused_draining"
   | "refused_held_here"
+  | "refused_busy"
   | "directory_unavailable"
 export const registration = (result: RegistrationResult) => Metric.increment(registrations(result))
 
@@ -80,6 +81,7 @@ export type Limit =
   | "send_timeout"
   | "response_head"
   | "bad_frame"
+  | "registration_rate"
 /** One hit of a bound, counted now (from a callback or an effect). */
 export const limitHit = (limit: Limit) => limitHits(limit).unsafeUpdate(1, [])
 

@@ -69,8 +69,8 @@ export interface Tunnel {
   readonly pingTick: Effect.Effect<boolean>
   /** Whether a pong came since the last call: the registry heartbeats the directory at most once a ping period. */
   readonly takePong: () => boolean
-  /** Sends the drain frame, once; true when this call sent it. */
-  readonly notifyDrain: () => boolean
+  /** Sends the drain frame (this one, or a plain one), once; true when this call sent it. */
+  readonly notifyDrain: (frame?: string) => boolean
   /** Tells the host which relay this is (the first frame, to agents that announce `hello`). */
   readonly hello: (relay: { readonly relayId: string; readonly region: string }) => void
   /** Decides the close code the finalizer will use (for example 1000 when replaced). */
@@ -192,7 +192,7 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
         life.ponged = false
         return was
       },
-      notifyDrain: () => notifyDrain(life),
+      notifyDrain: (frame) => notifyDrain(life, frame),
       hello: ({ region, relayId }) => void conn.unsafeSend(RelayToHostCodec.encode({ _tag: "hello", relayId, region, tunnelId: life.tunnelId })),
       closeWith: (code, reason) => Effect.sync(() => closeWith(life, code, reason)),
       pendingCount: requests.size,
@@ -293,11 +293,15 @@ const pingTickOf = (life: Life): Effect.Effect<boolean> =>
 
 // ---- the end -----------------------------------------------------------------------------------
 
-const notifyDrain = (life: Life) => {
+const notifyDrain = (life: Life, frame: string = drainFrame) => {
   if (life.drainSent || life.end !== undefined) return false
-  life.drainSent = life.conn.unsafeSend(drainFrame)
+  life.drainSent = life.conn.unsafeSend(frame)
   return life.drainSent
 }
+
+/** The drain frame asking hosts to come back within `reconnectWithinMs` (each at a random moment of it). */
+export const drainFrameWithin = (reconnectWithinMs: number): string =>
+  RelayToHostCodec.encode({ _tag: "drain", reason: "relay draining", reconnectWithinMs })
 
 /**
  * The tunnel's finalizer. With no intent and the host still there (the relay is going away): the

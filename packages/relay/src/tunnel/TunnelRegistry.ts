@@ -37,6 +37,8 @@ export interface CloseAllReport {
   readonly tunnels: number
   /** Tunnels whose drain frame went out. */
   readonly notified: number
+  /** The window the hosts were asked to spread their re-dials over. */
+  readonly reconnectWithinMs: number
 }
 
 export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<TunnelRegistry, {
@@ -60,7 +62,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
    * Tells every host to move (drain frames), then closes every tunnel and waits for their
    * finalizers (flush, 4001). `onAllNotified` runs once every drain frame went out.
    */
-  readonly closeAll: (onAllNotified: (notified: number) => Effect.Effect<void>) => Effect.Effect<CloseAllReport>
+  readonly closeAll: (onAllNotified: (report: CloseAllReport) => Effect.Effect<void>) => Effect.Effect<CloseAllReport>
   /** `{region}:{machineId}`: the owner id of this relay's directory entries. */
   readonly owner: string
 }>() {
@@ -130,13 +132,17 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
       yield* pingEveryTunnel(local, sync, config.pingIntervalMs)
 
-      const closeAll = (onAllNotified: (notified: number) => Effect.Effect<void>) =>
+      const closeAll = (onAllNotified: (report: CloseAllReport) => Effect.Effect<void>) =>
         Effect.gen(function*() {
           const all = [...local.values()]
-          const notified = yield* notifyAll(all)
-          yield* onAllNotified(notified)
+          // The hosts come back over a window sized for the other relays to take them at their
+          // registration rate, and well inside the deadline (each host's other tunnel serves meanwhile).
+          const reconnectWithinMs = Math.min(Math.ceil((all.length / config.registrationsPerSecond) * 1000), Math.floor(config.drainDeadlineMs / 2))
+          const notified = yield* notifyAll(all, Tunnel.drainFrameWithin(reconnectWithinMs))
+          const report = { tunnels: all.length, notified, reconnectWithinMs }
+          yield* onAllNotified(report)
           yield* closeEvery(all)
-          return { tunnels: all.length, notified }
+          return report
         })
 
       return TunnelRegistry.of({
@@ -276,12 +282,12 @@ const forEachYielding = <A>(items: Iterable<A>, f: (a: A) => Effect.Effect<void>
   })
 
 /** Sends every host its drain frame; how many went out. */
-const notifyAll = (all: ReadonlyArray<Held>) =>
+const notifyAll = (all: ReadonlyArray<Held>, frame: string) =>
   Effect.gen(function*() {
     let notified = 0
     yield* forEachYielding(all, ({ tunnel }) =>
       Effect.sync(() => {
-        if (tunnel.notifyDrain()) notified++
+        if (tunnel.notifyDrain(frame)) notified++
       }))
     return notified
   })

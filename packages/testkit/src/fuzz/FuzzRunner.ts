@@ -91,7 +91,7 @@ const defaults = { batchSize: 200, concurrency: 12, rssHeadroomMB: 150, goodTime
  */
 export const fuzzRelayEnv: Record<string, string> = {
   RELAY_AUTH_SECRET: testSecret,
-  LOG_LEVEL: "warn",
+  LOG_LEVEL: process.env.FUZZ_RELAY_LOG_LEVEL ?? "warn",
   REGION: "fuzz",
   MACHINE_ID: "fuzz-1",
   REQUEST_TIMEOUT_MS: "3000",

@@ -5,7 +5,6 @@
  */
 import { Context, Effect, Layer } from "effect"
 import type * as http from "node:http"
-import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { replayable, replayHeader } from "../routing/FlyReplay.js"
@@ -19,7 +18,7 @@ import { BodyBudgets, type Reservation } from "./BodyBudgets.js"
 import { BodyBudgetExhausted } from "./HttpErrors.js"
 import { readBody } from "./ReadBody.js"
 import { writeError, writeJson } from "./Responses.js"
-import { makeAdmit } from "./RouteAccess.js"
+import { RouteAccess } from "./RouteAccess.js"
 
 type Remote = Extract<Route, { _tag: "Remote" }>
 
@@ -34,7 +33,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
       const budgets = yield* BodyBudgets
       const router = yield* Router
       const peers = yield* PeerProxy
-      const admit = makeAdmit(yield* Auth, peers)
+      const access = yield* RouteAccess
 
       const whoOwns = (res: http.ServerResponse, route: HostRoute, fromPeer: boolean) =>
         router.locate(route.hostId, { fromPeer }).pipe(
@@ -58,7 +57,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           yield* peers.forwardHttp(target.entry, req, body, res)
         })
 
-      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel, fromPeer: boolean) =>
+      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel, fromPeer: boolean, keepAuthorization: boolean) =>
         Effect.gen(function*() {
           const reservation = reserveUntilDone(res, tunnel.bodyBudget())
           const body = yield* readBody(req, readOptions(reservation))
@@ -66,7 +65,12 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
             path: route.query === "" ? route.path : `${route.path}?${route.query}`,
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret], trust: config.trustProxy, fromPeer }),
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: [PeerHeaders.hop, PeerHeaders.secret],
+              trust: config.trustProxy,
+              fromPeer,
+              keepAuthorization
+            }),
             body
           })
           // The response is in memory until its client has taken it: it must fit the budgets till then.
@@ -116,10 +120,13 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
 
       const handle = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {
-          const { route, fromPeer } = yield* admit(req, url)
-          if (route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
+          const { credential, route, fromPeer } = yield* access.admit(req, url)
+          // On a host's hostname every path is the host's.
+          if (route.via === "path" && route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
           const target = yield* router.locate(route.hostId, { fromPeer })
-          return yield* target._tag === "Remote" ? toRemote(req, res, target) : toTunnel(req, res, route, target.tunnel, fromPeer)
+          return yield* target._tag === "Remote"
+            ? toRemote(req, res, target)
+            : toTunnel(req, res, route, target.tunnel, fromPeer, credential === "session")
         }).pipe(Effect.catchAll((e) => writeError(res, e)))
 
       return ClientRequests.of({ handle })

@@ -6,7 +6,6 @@
 import { Context, Effect, Layer } from "effect"
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
-import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { replayHeader } from "../routing/FlyReplay.js"
@@ -15,7 +14,7 @@ import { type Route, Router } from "../routing/Router.js"
 import { toHttpError } from "./ErrorResponse.js"
 import { requestHeadersForHost } from "./ForwardHeaders.js"
 import { rejectUpgrade, writeRaw } from "./Responses.js"
-import { makeAdmit } from "./RouteAccess.js"
+import { RouteAccess } from "./RouteAccess.js"
 import { makeUpgrade } from "./WsUpgrade.js"
 
 type Remote = Extract<Route, { _tag: "Remote" }>
@@ -32,7 +31,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
       const config = yield* RelayConfig
       const router = yield* Router
       const peers = yield* PeerProxy
-      const admit = makeAdmit(yield* Auth, peers)
+      const access = yield* RouteAccess
       const upgrade = makeUpgrade(config.wsMaxFrameBytes)
 
       const toRemote = (req: http.IncomingMessage, socket: Duplex, head: Buffer, target: Remote) =>
@@ -55,7 +54,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
 
       const handle = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
         Effect.gen(function*() {
-          const { route, fromPeer } = yield* admit(req, url)
+          const { credential, route, fromPeer } = yield* access.admit(req, url)
           const target = yield* router.locate(route.hostId, { fromPeer })
           if (target._tag === "Remote") return yield* toRemote(req, socket, head, target)
           yield* target.tunnel.hasRoomForChannel()
@@ -64,7 +63,12 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
           yield* target.tunnel.openChannel(client, {
             path: route.path,
             ...(route.query === "" ? {} : { query: route.query }),
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: handshake, trust: config.trustProxy, fromPeer })
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: handshake,
+              trust: config.trustProxy,
+              fromPeer,
+              keepAuthorization: credential === "session"
+            })
           })
         }).pipe(
           Effect.scoped,

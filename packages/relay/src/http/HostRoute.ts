@@ -11,8 +11,9 @@ import { BadHostId, BadHostname } from "./HttpErrors.js"
  * Which hostIds have a hostname: DNS names are case-insensitive and a label holds only letters,
  * digits and hyphens (63 at most), while a hostId part is `[A-Za-z0-9._-]{1,64}`. So a hostId has
  * a hostname when both parts are lowercase letters and digits joined by single hyphens (no
- * hyphen first or last, none doubled: `--` is what splits name from org) and `{name}--{org}` is
- * at most 63 characters. `laptop--acme.D` is `acme:laptop`; `Laptop--Acme.D` too (a browser
+ * hyphen first or last, none doubled: `--` is what splits name from org), `{name}--{org}` is
+ * at most 63 characters, and the name is not `xn` (`xn--` begins an internationalised name,
+ * which a browser would show as other letters). `laptop--acme.D` is `acme:laptop`; `Laptop--Acme.D` too (a browser
  * lowercases it). Every other label under the domain, and each of `reservedLabels`, is answered
  * 400 `bad_hostname`.
  */
@@ -67,7 +68,7 @@ export const siteOf = (host: string | undefined, publicDomain: string | undefine
     error: new BadHostname({ hostname: LogLimits.clip(hostname), domain: publicDomain, reserved })
   })
   if (reservedLabels.includes(label)) return bad(true)
-  const match = label.length <= 63 ? hostLabel.exec(label) : null
+  const match = label.length <= 63 && !label.startsWith("xn--") ? hostLabel.exec(label) : null
   if (match === null) return bad(false)
   const hostId = decodeHostId(`${match[2]}:${match[1]}`)
   return Either.isRight(hostId) ? { _tag: "Host", hostId: hostId.right } : bad(false)
@@ -79,7 +80,7 @@ export const hostnameOf = (hostId: HostId, publicDomain: string): string | undef
   const org = hostId.slice(0, colon)
   const name = hostId.slice(colon + 1)
   const label = `${name}--${org}`
-  return hostPartOnly.test(org) && hostPartOnly.test(name) && label.length <= 63 ? `${label}.${publicDomain}` : undefined
+  return hostPartOnly.test(org) && hostPartOnly.test(name) && name !== "xn" && label.length <= 63 ? `${label}.${publicDomain}` : undefined
 }
 
 /**

@@ -4,7 +4,7 @@
  * `BrowserLogin`), and stops. node:http is wrapped here; everything behind it is Effect services. Request fibers
  * run in the server's scope: releasing the Layer interrupts them.
  */
-import { Cause, Context, Effect, Either, FiberId, FiberSet, Layer } from "effect"
+import { Cause, Context, Effect, Either, FiberId, FiberSet, Layer, Option } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { RelayAddress } from "../config/RelayAddress.js"
@@ -79,7 +79,11 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
 
       const port = yield* Effect.acquireRelease(listen(server, config.port, config.bindHost), () => Effect.zipRight(stopAccepting, closeConnections))
       yield* address.set({ port, internalUrl: internalUrlFor(config.internalUrl, port) })
-      yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
+      yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({
+        port,
+        bindHost: config.bindHost,
+        ...Option.match(config.publicDomain, { onNone: () => ({}), onSome: (publicDomain) => ({ publicDomain }) })
+      }))
       return RelayServer.of({ server, port, stopAccepting, closeConnections })
     })
   )

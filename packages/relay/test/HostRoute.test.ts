@@ -123,7 +123,8 @@ describe("a host's hostname", () => {
       via: "hostname",
       path: "/hosts/a/b",
       query: "x=1",
-      queryToken: "t"
+      queryToken: "t",
+      fullQuery: "token=t&x=1"
     })
     // On the relay's own names: the path form, or nothing.
     expect(routeOnSite({ _tag: "Relay" }, "/health")).toBeUndefined()

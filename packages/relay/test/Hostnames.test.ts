@@ -96,6 +96,12 @@ describe("a host's hostname", () => {
         expect(other.status, path).toBe(200)
         expect(json<Echo>(other.body).url, path).toBe(path)
       }
+      // With a session, `?token=` is the app's (Vite's HMR socket has one): it goes to the host, and is no login.
+      const appToken = yield* send("web--acme", "/echo/app?token=the-app-s-own&x=1", { headers: { cookie: session } })
+      expect(appToken.status).toBe(200)
+      expect(json<Echo>(appToken.body).url).toBe("/echo/app?token=the-app-s-own&x=1")
+      // Without one, it is a login: this token is refused.
+      expect((yield* send("web--acme", "/echo/app?token=the-app-s-own")).status).toBe(401)
       // The app's Set-Cookie reaches the browser untouched.
       const cookies = yield* send("web--acme", "/cookies", { headers: { cookie: session } })
       expect(cookies.headers["set-cookie"]).toEqual(["a=1; Path=/", "b=2; Path=/"])
@@ -107,6 +113,9 @@ describe("a host's hostname", () => {
       expect(greeting.url).toBe("/greet/ws?z=1")
       expect(greeting.headers.cookie).toBe("c=3")
       expect(greeting.headers["x-forwarded-host"]).toBe(at("web--acme"))
+      const withAppToken = yield* openSocket(`${relay.ws}/greet/hmr?token=vite-s-own`, { host: at("web--acme"), origin: `http://${at("web--acme")}`, cookie: session })
+      yield* Effect.promise(() => withAppToken.waitFrames(1))
+      expect(json<{ url: string }>(withAppToken.frames[0]!.data as string).url).toBe("/greet/hmr?token=vite-s-own")
       socket.ws.send("hello")
       yield* Effect.promise(() => socket.waitFrames(2))
       expect(socket.frames[1]!.data).toBe("hello")

@@ -1,8 +1,9 @@
 /**
  * A person's browser on a host's hostname (`{name}--{org}.PUBLIC_DOMAIN`):
- * - `GET ...?token=T` logs in: the token must cover the host's org; the answer is a redirect to
- *   the same address without the token, with the relay's session cookie (`Cookies.ts`, signed by
- *   `SessionCookies`), which expires with the token at the latest. Only a GET logs in (with
+ * - `GET ...?token=T` from a browser without a session for the host logs in (with one, the
+ *   `token` parameter is the app's and goes to the host): the token must cover the host's org;
+ *   the answer is a redirect to the same address without the token, with the relay's session
+ *   cookie (`Cookies.ts`, signed by `SessionCookies`), which expires with the token at the latest. Only a GET logs in (with
  *   `SameSite=Lax`, no other site can make a browser send a request that changes anything with
  *   the cookie); on other methods `?token=` authorizes that one request, as on the path form.
  * - `/_logout` (any method) clears the cookie.

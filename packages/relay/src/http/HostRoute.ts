@@ -27,6 +27,11 @@ export interface HostRoute {
   readonly query: string
   /** The token from `?token=`, when the client authenticated that way. */
   readonly queryToken: string | undefined
+  /**
+   * The query as sent. On a host's hostname, a request admitted by its session cookie did not
+   * use `?token=` for auth: there a `token` parameter is the app's (Vite's HMR socket has one).
+   */
+  readonly fullQuery: string
 }
 
 /** Which site a request's hostname is: the relay's own, a host's, or a name under the domain that is neither. */
@@ -96,8 +101,9 @@ export const routeOf = (site: Site, url: string): Either.Either<HostRoute, BadHo
       return Either.left(site.error)
     case "Host": {
       const q = url.indexOf("?")
-      const { query, token } = takeToken(q === -1 ? "" : url.slice(q + 1))
-      return Either.right({ hostId: site.hostId, via: "hostname", path: normalisePath(q === -1 ? url : url.slice(0, q)), query, queryToken: token })
+      const fullQuery = q === -1 ? "" : url.slice(q + 1)
+      const { query, token } = takeToken(fullQuery)
+      return Either.right({ hostId: site.hostId, via: "hostname", path: normalisePath(q === -1 ? url : url.slice(0, q)), query, queryToken: token, fullQuery })
     }
   }
 }
@@ -122,7 +128,7 @@ export const parseHostRoute = (url: string): Either.Either<HostRoute, BadHostId>
   const { query, token } = takeToken(rawQuery)
   return Either.map(
     Either.mapLeft(decodeHostId(decoded), () => new BadHostId({ input: decoded })),
-    (hostId) => ({ hostId, via: "path", path, query, queryToken: token })
+    (hostId) => ({ hostId, via: "path", path, query, queryToken: token, fullQuery: rawQuery })
   )
 }
 

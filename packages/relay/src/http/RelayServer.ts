@@ -121,7 +121,8 @@ const makeDispatch = Effect.gen(function*() {
     const route = routeOf(site, url)
     if (route === undefined || Either.isLeft(route)) return clientRequests.handle(req, res, url)
     if (route.right.path === logoutPath) return browser.logout(req, res)
-    if (isLogin(req.method, route.right)) return browser.login(req, res, route.right)
+    // With a session already, `?token=` is the app's (a login is for a browser without one).
+    if (isLogin(req.method, route.right) && !access.hasSession(req, route.right)) return browser.login(req, res, route.right)
     return clientRequests.handle(req, res, url)
   }
 

@@ -38,8 +38,13 @@ export type AdmitError = BadHostId | BadHostname | PeerForbidden | Unauthorized 
 export class RouteAccess extends Context.Tag("effect-relay/RouteAccess")<RouteAccess, {
   /** The site a request's hostname names: the `Host` the client used, as `TRUST_PROXY` establishes it. */
   readonly site: (req: http.IncomingMessage) => Site
-  /** Checks a request to a host (`site` says it is one): its route, the peer secret when it comes from a relay, its credential. */
+  /**
+   * Checks a request to a host (`site` says it is one): its route, the peer secret when it comes
+   * from a relay, its credential. Admitted by a session, the route's query keeps its `token`.
+   */
   readonly admit: (req: http.IncomingMessage, url: string) => Effect.Effect<Admitted, AdmitError>
+  /** Whether a request on a host's hostname carries a session for that host that it may use (then `?token=` is not a login). */
+  readonly hasSession: (req: http.IncomingMessage, route: HostRoute) => boolean
 }>() {
   static layer = Layer.effect(
     RouteAccess,
@@ -53,6 +58,11 @@ export class RouteAccess extends Context.Tag("effect-relay/RouteAccess")<RouteAc
       const clientHost = (req: http.IncomingMessage) => originOf(req.headers, req.socket.remoteAddress, config.trustProxy).host
       const site = (req: http.IncomingMessage) => siteOf(clientHost(req), domain)
 
+      const sessionsOf = (req: http.IncomingMessage, route: HostRoute) => sessionCookieValues(req.headers.cookie).map((value) => sessions.open(value, route.hostId))
+
+      const hasSession = (req: http.IncomingMessage, route: HostRoute) =>
+        route.via === "hostname" && sessionsOf(req, route).some(Either.isRight) && sameSiteUse(req, clientHost(req))
+
       /**
        * A session cookie for the route's host, else the token. Several session cookies may come
        * (one set by another host's page with `Domain=`): any valid one counts. A valid session
@@ -63,7 +73,7 @@ export class RouteAccess extends Context.Tag("effect-relay/RouteAccess")<RouteAc
         const token = bearerToken(req.headers.authorization, route.queryToken)
         const tokenOnly = Effect.as(auth.authorize(token, route.hostId), "token" as const)
         if (route.via !== "hostname") return tokenOnly
-        const opened = sessionCookieValues(req.headers.cookie).map((value) => sessions.open(value, route.hostId))
+        const opened = sessionsOf(req, route)
         if (opened.length === 0) return tokenOnly
         const valid = opened.some(Either.isRight)
         if (valid && sameSiteUse(req, clientHost(req))) return Effect.succeed("session")
@@ -79,10 +89,11 @@ export class RouteAccess extends Context.Tag("effect-relay/RouteAccess")<RouteAc
           const fromPeer = peers.isFromPeer(req.headers)
           if (fromPeer) yield* peers.verify(req.headers)
           const credential = yield* authenticate(req, route)
-          return { route, hostId: route.hostId, fromPeer, credential } satisfies Admitted
+          const forHost = credential === "session" ? { ...route, query: route.fullQuery, queryToken: undefined } : route
+          return { route: forHost, hostId: route.hostId, fromPeer, credential } satisfies Admitted
         })
 
-      return RouteAccess.of({ site, admit })
+      return RouteAccess.of({ site, admit, hasSession })
     })
   )
 }

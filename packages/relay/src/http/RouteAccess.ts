@@ -56,7 +56,9 @@ export class RouteAccess extends Context.Tag("effect-relay/RouteAccess")<RouteAc
       const domain = Option.getOrUndefined(Option.map(config.publicDomain, (d) => d.toLowerCase()))
 
       const clientHost = (req: http.IncomingMessage) => originOf(req.headers, req.socket.remoteAddress, config.trustProxy).host
-      const site = (req: http.IncomingMessage) => siteOf(clientHost(req), domain)
+      const relaySite: Site = { _tag: "Relay" }
+      // Without a public domain every name is the relay's: no need to work out the client's host.
+      const site = (req: http.IncomingMessage) => (domain === undefined ? relaySite : siteOf(clientHost(req), domain))
 
       const sessionsOf = (req: http.IncomingMessage, route: HostRoute) => sessionCookieValues(req.headers.cookie).map((value) => sessions.open(value, route.hostId))
 

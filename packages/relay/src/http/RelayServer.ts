@@ -1,8 +1,8 @@
 /**
  * The relay's HTTP surface on a node:http server: it listens, sends each request or upgrade to
  * the part that answers it (`Endpoints`, `ClientRequests`, `ClientSockets`, `TunnelUpgrade`,
- * `BrowserLogin`), and stops. node:http is wrapped here; everything behind it is Effect services. Request fibers
- * run in the server's scope: releasing the Layer interrupts them.
+ * `BrowserLogin`), and stops. node:http is wrapped here; everything behind it is Effect
+ * services. Request fibers run in the server's scope: releasing the Layer interrupts them.
  */
 import { Cause, Context, Effect, Either, FiberId, FiberSet, Layer, Option } from "effect"
 import * as http from "node:http"

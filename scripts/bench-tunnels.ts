@@ -62,7 +62,7 @@ const openTunnels = (relay: Relay, redis: Redis, prefix: string, jwt: string) =>
     const opened = yield* Effect.promise(() => Promise.all(workers.map((w) => w.waitFor("opened", 300_000))))
     const openFailed = opened.reduce((n, o) => n + Number(o.failed), 0)
     // Registered means in the directory.
-    while ((yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))) < options.tunnels - openFailed) {
+    while ((yield* Effect.promise(() => redis.hlen(`${prefix}tunnels`))) < options.tunnels - openFailed) {
       yield* Effect.promise(() => sleep(100))
     }
     return { workers, openMs: Date.now() - openStart }
@@ -106,8 +106,9 @@ const program = Effect.gen(function*() {
   const rssAfter = rssKB(relay.child.pid)
 
   const { signalAt, exit, exitAt, reports } = yield* drain(relay, workers)
-  const owned = yield* Effect.promise(() => redis.hgetall(`${prefix}tunnel-owner`))
-  const leftoverEntries = Object.values(owned).filter((o) => o === "bench:r1").length
+  // The directory's entries are `hostId|owner` fields of `{prefix}tunnels`.
+  const entries = yield* Effect.promise(() => redis.hkeys(`${prefix}tunnels`))
+  const leftoverEntries = entries.filter((field) => field.endsWith("|bench:r1")).length
 
   const log = (name: string) => relay.logs.find((l) => messageOf(l) === name)?.annotations ?? {}
   const lastDrainAt = Math.max(...reports.map((r) => r.lastDrainAt ?? 0))

@@ -1,9 +1,8 @@
 /**
  * Reads the relays' Redis directory directly (the layout of
- * `packages/relay/src/directory/Redis.ts`: hash `{prefix}tunnel-owner`
- * hostId -> `{region}:{machineId}`, hash `{prefix}tunnel-meta` hostId -> JSON
- * with `tunnelId`, `connectedAt`, `internalUrl`; sorted set `{prefix}tunnel-ttl`)
- * to find entries that no running relay stands behind.
+ * `packages/relay/src/directory/RedisScripts.ts`: hash `{prefix}tunnels` `hostId|owner` -> JSON
+ * with `tunnelId`, `instanceId`, `connectedAt`, `internalUrl`) to find entries that no running
+ * relay stands behind. One entry per relay holding a host.
  */
 import type { Redis } from "ioredis"
 
@@ -15,11 +14,14 @@ export interface DirectoryEntryView {
 }
 
 export const readDirectory = async (redis: Redis, prefix: string): Promise<ReadonlyArray<DirectoryEntryView>> => {
-  const [owners, metas] = await Promise.all([redis.hgetall(`${prefix}tunnel-owner`), redis.hgetall(`${prefix}tunnel-meta`)])
-  return Object.entries(owners).map(([hostId, owner]) => {
+  const tunnels = await redis.hgetall(`${prefix}tunnels`)
+  return Object.entries(tunnels).map(([field, meta]) => {
+    const bar = field.indexOf("|")
+    const hostId = field.slice(0, bar)
+    const owner = field.slice(bar + 1)
     let connectedAt: number | undefined
     try {
-      const value = JSON.parse(metas[hostId] ?? "").connectedAt
+      const value = JSON.parse(meta).connectedAt
       connectedAt = typeof value === "number" ? value : undefined
     } catch {
       connectedAt = undefined

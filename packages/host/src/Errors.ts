@@ -1,9 +1,11 @@
 import { CloseCodes, DrainSignal, Transport } from "@effect-relay/protocol"
-import { Data } from "effect"
+import { Data, Schema } from "effect"
 
 /**
- * How a tunnel session ends. Every session ends with one of these: a
- * `DrainSignal` resets the reconnect schedule, every other one climbs it.
+ * How a tunnel session ends. Every session ends with one of these. A
+ * `DrainSignal` resets the reconnect schedule; `HeldHere` (a few in a row) and
+ * `RelayBusy` (with a `retryAfterMs`) redial after their own wait without
+ * touching it; every other one climbs it (see `Pacing.ts`).
  */
 
 /** The relay could not be reached, or refused the WebSocket upgrade (then `status` is set). */
@@ -12,7 +14,43 @@ export type ConnectError = Transport.ConnectError
 
 export { DrainSignal }
 
-/** The relay closed the tunnel (or the connection dropped) with a code other than 4001. */
+/**
+ * A `DrainSignal` as a session sees it: with the window the relay's drain frame asked its hosts
+ * to come back within (`reconnectWithinMs`), when it gave one. Still a `DrainSignal` (same tag,
+ * `instanceof` holds).
+ */
+export class Drained extends DrainSignal.extend<Drained>("Drained")({
+  reconnectWithinMs: Schema.optional(Schema.Number)
+}) {}
+
+/**
+ * This tunnel landed on a relay that already holds another tunnel of this agent: the relay closed
+ * it with 4003 (`source: "relay"`), or its hello named a relay another session is on and the agent
+ * closed it itself (`source: "agent"`). Redial, to land elsewhere.
+ */
+export class HeldHere extends Data.TaggedError("HeldHere")<{
+  readonly source: "relay" | "agent"
+  readonly relayId?: string
+}> {
+  get message() {
+    return `this relay${this.relayId ? ` (${this.relayId})` : ""} already holds a tunnel of this agent`
+  }
+}
+
+/**
+ * The relay closed the tunnel with 1013 (try again later): it admits registrations at a rate and
+ * this one was over it. `retryAfterMs` is the wait its close reason named, if it named one.
+ */
+export class RelayBusy extends Data.TaggedError("RelayBusy")<{
+  readonly retryAfterMs: number | undefined
+  readonly reason: string
+}> {
+  get message() {
+    return `the relay is busy${this.retryAfterMs !== undefined ? `: retry after ${this.retryAfterMs} ms` : ""}`
+  }
+}
+
+/** The relay closed the tunnel (or the connection dropped) with a code other than 4001, 4003 and 1013. */
 export class SessionClosed extends Data.TaggedError("SessionClosed")<{
   readonly code: number
   readonly reason: string
@@ -31,7 +69,7 @@ export class WatchdogTimeout extends Data.TaggedError("WatchdogTimeout")<{
   }
 }
 
-export type SessionEnd = ConnectError | SessionClosed | WatchdogTimeout | DrainSignal
+export type SessionEnd = ConnectError | SessionClosed | WatchdogTimeout | DrainSignal | HeldHere | RelayBusy
 
 /** Every value `reasonOf` can return. */
 export const reconnectReasons = [
@@ -43,7 +81,9 @@ export const reconnectReasons = [
   "relay_error",
   "closed_other",
   "watchdog",
-  "drain"
+  "drain",
+  "held_here",
+  "relay_busy"
 ] as const
 export type ReconnectReason = typeof reconnectReasons[number]
 
@@ -59,6 +99,10 @@ export const reasonOf = (end: SessionEnd): ReconnectReason => {
       return "watchdog"
     case "DrainSignal":
       return "drain"
+    case "HeldHere":
+      return "held_here"
+    case "RelayBusy":
+      return "relay_busy"
     case "SessionClosed":
       switch (end.code) {
         case CloseCodes.Normal:

@@ -15,8 +15,8 @@ type Required = "relayUrls" | "token" | "hostId" | "targetUrl"
 export interface HostAgentConfig extends Partial<Omit<ResolvedHostAgentConfig, Required>> {
   /**
    * The relay's base URL (ws://, wss://, http:// or https://); the tunnel is at `/tunnel` under it.
-   * Several (an array, or comma-separated): each attempt picks one at random, and the reconnect
-   * right after a drain prefers another one than the relay that drained.
+   * Several (an array, or comma-separated): the agent's tunnels take different ones (see
+   * `RelayChoice`); one URL in front of several relays works too (the relays say who they are).
    */
   readonly relayUrl: string | ReadonlyArray<string>
   /** `{orgId}:{name}`. */

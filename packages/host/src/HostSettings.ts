@@ -30,7 +30,15 @@ export const hostAgentSettings = {
     env: "RELAY_URL",
     check: Checks.relayUrl,
     description:
-      "Relay base URL (ws://, wss://, http://, https://); the tunnel is at /tunnel under it. Repeat the flag (or give RELAY_URL comma-separated) for several relays: each attempt picks one at random, and the reconnect after a drain prefers another."
+      "Relay base URL (ws://, wss://, http://, https://); the tunnel is at /tunnel under it. Repeat the flag (or give RELAY_URL comma-separated) for several relays: the tunnels take different ones (tunnel i prefers the i-th), and a tunnel that ends prefers another free one. One URL in front of several relays (a load balancer) works too: the relays tell the agent who they are."
+  }),
+  tunnels: Setting.integer({
+    flag: "tunnels",
+    env: "TUNNELS",
+    default: 2,
+    check: Setting.Checks.positiveInt,
+    description:
+      "Tunnels to hold at once, each to a different relay with its own reconnect loop: a drain or a crash of one relay leaves the others serving. With fewer relays than this, the agent says so once (host.single_relay) and holds one tunnel per relay."
   }),
   hostId: Setting.requiredText({ flag: "host-id", env: "HOST_ID", check: Checks.hostId, description: "This host's id, {orgId}:{name}." }),
   token: Setting.secret({

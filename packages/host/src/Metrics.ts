@@ -14,11 +14,11 @@ export const reconnectsTotal = TaggedMetric.counter(
 )
 
 /**
- * Open tunnels of this process's host agents: 1 while the agent's tunnel is
- * open, else 0 (a program that runs several agents sees how many are up).
+ * Open tunnels of this process's host agents: 0 to `tunnels` for one agent (a program that runs
+ * several agents sees the sum).
  */
 export const tunnelConnected = Metric.gauge("host_tunnel_connected", {
-  description: "1 while the host agent's tunnel to the relay is open, else 0 (the number of open tunnels when a process runs several agents)."
+  description: "Tunnels of the host agent open to relays now, 0 to --tunnels (the sum when a process runs several agents)."
 })
 
 /** The `host_reconnects_total` series for one reason, made once. */

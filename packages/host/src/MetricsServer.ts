@@ -1,7 +1,7 @@
 /**
  * The host agent's own small HTTP surface, off by default (`--metrics-port`):
  * `GET /metrics` (Prometheus text of the `host_` metrics) and `GET /health`
- * (200 while the process runs, with the tunnel's state in the body). It
+ * (200 while the process runs, with the tunnels' state in the body). It
  * listens on 127.0.0.1 unless told otherwise: it is for a local scraper or a
  * supervisor, not for the world.
  */
@@ -10,7 +10,7 @@ import { Cause, Context, Data, Effect, Layer, Metric, Runtime, SubscriptionRef }
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { reconnectReasons } from "./Errors.js"
-import { HostAgent } from "./HostAgent.js"
+import { HostAgent, SessionState } from "./HostAgent.js"
 import { reconnectsFor, tunnelConnected } from "./Metrics.js"
 
 export interface MetricsServerOptions {
@@ -65,11 +65,7 @@ const make = (options: MetricsServerOptions) =>
         if (path === "/metrics") {
           return send(res, 200, PrometheusText.contentType, yield* PrometheusText.render(["host_"]), head)
         }
-        const state = yield* SubscriptionRef.get(agent.state)
-        const body = state._tag === "Connected"
-          ? { ok: true, connected: true, since: new Date(state.since).toISOString() }
-          : { ok: true, connected: false, attempt: state.attempt }
-        return send(res, 200, "application/json", JSON.stringify(body), head)
+        return send(res, 200, "application/json", JSON.stringify(yield* healthOf(agent)), head)
       })
 
     const server = http.createServer((req, res) => {
@@ -105,6 +101,32 @@ const make = (options: MetricsServerOptions) =>
     )
     yield* Effect.logInfo("host.metrics_listening").pipe(Effect.annotateLogs({ port, bindHost }))
     return MetricsServer.of({ port, bindHost })
+  })
+
+/**
+ * `/health`'s body: `connected` and `since` (or `attempt`) for the agent as a whole, then how many
+ * tunnels are open of how many it holds, and the relay each open one is on.
+ */
+const healthOf = (agent: Context.Tag.Service<typeof HostAgent>) =>
+  Effect.gen(function*() {
+    const state = yield* SubscriptionRef.get(agent.state)
+    const sessions = yield* agent.tunnels.get
+    const open = sessions.filter(SessionState.$is("Connected"))
+    const whole = state._tag === "Connected"
+      ? { connected: true, since: new Date(state.since).toISOString() }
+      : { connected: false, attempt: state.attempt }
+    return {
+      ok: true,
+      ...whole,
+      tunnels: open.length,
+      wanted: sessions.length,
+      relays: open.map((t) => ({
+        session: t.session,
+        relay: t.relay,
+        ...(t.relayId !== undefined ? { relayId: t.relayId, region: t.region } : {}),
+        since: new Date(t.since).toISOString()
+      }))
+    }
   })
 
 /**

@@ -2,24 +2,26 @@
  * One tunnel session over an open transport: answers pings, forwards HTTP
  * requests (each in its own fiber) and WebSocket channels to the target,
  * and watches for inbound silence. It only ends with an error saying how:
- * the relay closed the tunnel, the watchdog fired, or the relay is draining
+ * the relay closed the tunnel, the watchdog fired, the relay is draining
  * (a drain frame, after which the session serves what is in flight until the
- * relay closes it or the drain grace ends, or a 4001 close).
+ * relay closes it or the drain grace ends, or a 4001 close), the relay
+ * already holds another tunnel of this agent (4003), or it is busy (1013).
  * Requests and channels in flight end with it.
  */
 import {
   CloseCodes,
   CloseReasons,
-  DrainSignal,
+  type Hello,
   type HostToRelay,
   HostToRelayCodec,
   Pong,
   type RelayToHost,
   RelayToHostCodec,
+  parseRetryAfter,
   type Transport
 } from "@effect-relay/protocol"
-import { Duration, Effect, FiberMap, FiberSet } from "effect"
-import { SessionClosed, WatchdogTimeout } from "./Errors.js"
+import { Deferred, Duration, Effect, Exit, FiberMap, FiberSet } from "effect"
+import { Drained, HeldHere, RelayBusy, SessionClosed, WatchdogTimeout } from "./Errors.js"
 import * as TargetChannels from "./TargetChannels.js"
 import { TargetHttp } from "./TargetHttp.js"
 
@@ -29,9 +31,28 @@ export interface SessionOptions {
   /** After a drain frame, how long to wait for the relay's close (serving in-flight requests) before closing ourselves. */
   readonly drainGraceMs: number
   readonly channels: TargetChannels.TargetChannelsOptions
+  /**
+   * Completed with the first frame that decodes: the relay's `hello` if that is what it is, else
+   * `undefined` (a relay that does not send hello). A later hello is only logged.
+   */
+  readonly greeting?: Deferred.Deferred<Hello | undefined>
 }
 
-export type SessionEnded = SessionClosed | WatchdogTimeout | DrainSignal
+export type SessionEnded = SessionClosed | WatchdogTimeout | Drained | HeldHere | RelayBusy
+
+/** How a close from the relay ends the session (a drain frame before it makes any close a drain). */
+const endOf = (info: Transport.CloseInfo): SessionEnded => {
+  switch (info.code) {
+    case CloseCodes.Drain:
+      return new Drained({ source: "close", ...(info.reason ? { reason: info.reason } : {}) })
+    case CloseCodes.HeldHere:
+      return new HeldHere({ source: "relay" })
+    case CloseCodes.TryAgainLater:
+      return new RelayBusy({ retryAfterMs: parseRetryAfter(info.reason), reason: info.reason })
+    default:
+      return new SessionClosed({ code: info.code, reason: info.reason })
+  }
+}
 
 export const run = (
   conn: Transport.Transport,
@@ -60,11 +81,15 @@ export const run = (
 
     // A drain frame does not end the session at once: in-flight requests still get their
     // responses through this tunnel until the relay closes it (4001), or the grace runs out.
-    let drained: DrainSignal | undefined
-    const onDrain = (reason: string | undefined) =>
+    let drained: Drained | undefined
+    const onDrain = (reason: string | undefined, reconnectWithinMs: number | undefined) =>
       Effect.suspend(() => {
         if (drained !== undefined) return Effect.void
-        drained = new DrainSignal({ source: "frame", ...(reason !== undefined ? { reason } : {}) })
+        drained = new Drained({
+          source: "frame",
+          ...(reason !== undefined ? { reason } : {}),
+          ...(reconnectWithinMs !== undefined ? { reconnectWithinMs } : {})
+        })
         return FiberSet.run(
           requests,
           Effect.sleep(Duration.millis(options.drainGraceMs)).pipe(
@@ -73,7 +98,12 @@ export const run = (
         ).pipe(Effect.asVoid)
       })
 
+    let greeted = false
     const handle = (message: RelayToHost): Effect.Effect<void> => {
+      if (!greeted) {
+        greeted = true
+        if (options.greeting) Deferred.unsafeDone(options.greeting, Exit.succeed(message._tag === "hello" ? message : undefined))
+      }
       switch (message._tag) {
         case "ping":
           return send(Pong.make({ ts: message.ts }, true))
@@ -89,18 +119,19 @@ export const run = (
         case "ws:close":
           return channels.close(message)
         case "drain":
-          return onDrain(message.reason)
+          return onDrain(message.reason, message.reconnectWithinMs)
+        case "hello":
+          // Which relay this is: the first frame, handed over through `greeting` above.
+          return Effect.logDebug("tunnel.hello").pipe(
+            Effect.annotateLogs({ relayId: message.relayId, region: message.region, tunnelId: message.tunnelId })
+          )
       }
     }
 
     const onFrame = RelayToHostCodec.handler(handle)
 
     const closedBy = (info: Transport.CloseInfo): Effect.Effect<never, SessionEnded> =>
-      drained !== undefined
-        ? Effect.fail(drained)
-        : info.code === CloseCodes.Drain
-        ? Effect.fail(new DrainSignal({ source: "close", ...(info.reason ? { reason: info.reason } : {}) }))
-        : Effect.fail(new SessionClosed({ code: info.code, reason: info.reason }))
+      Effect.fail(drained ?? endOf(info))
 
     conn.onMessage((frame) => {
       lastFrameAt = clock.unsafeCurrentTimeMillis()
@@ -123,8 +154,7 @@ export const run = (
         switch (ended._tag) {
           case "WatchdogTimeout":
             return conn.close(CloseCodes.HostWatchdog, CloseReasons.Watchdog)
-          case "DrainSignal":
-          case "SessionClosed":
+          default:
             return Effect.void
         }
       })

@@ -1,11 +1,14 @@
 export * as Backoff from "./Backoff.js"
 export {
   ConnectError,
+  Drained,
   DrainSignal,
+  HeldHere,
   InvalidRequest,
   reasonOf,
   type ReconnectReason,
   reconnectReasons,
+  RelayBusy,
   ResponseTooLarge,
   type SessionEnd,
   type TargetError,
@@ -16,7 +19,7 @@ export {
   SessionClosed,
   WatchdogTimeout
 } from "./Errors.js"
-export { HostAgent, HostAgentLive, TunnelState } from "./HostAgent.js"
+export { HostAgent, HostAgentLive, SessionState, TunnelState } from "./HostAgent.js"
 export {
   type HostAgentConfig,
   HostAgentConfigDefaults,
@@ -32,4 +35,6 @@ export {
   MetricsServerLive,
   type MetricsServerOptions
 } from "./MetricsServer.js"
-export { reconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectLoop.js"
+export * as Pacing from "./Pacing.js"
+export { Pace, type PacedLoopOptions, pacedReconnectLoop, reconnectLoop, reconnectLoopWithoutDrainReset } from "./ReconnectLoop.js"
+export { chooseRelay, type RelayChoiceInput } from "./RelayChoice.js"

@@ -1,95 +1,9 @@
-import { CloseCodes, DrainMessage, HostToRelayCodec, HttpRequest, Ping, RelayToHostCodec } from "@effect-relay/protocol"
+import { CloseCodes, DrainMessage, HttpRequest, Ping, RelayToHostCodec } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Duration, Effect, Either, Exit, HashMap, Layer, List, Logger, Metric, Queue, Scope } from "effect"
-import type { IncomingMessage } from "node:http"
+import { Deferred, Effect, Metric } from "effect"
 import * as net from "node:net"
-import type { WebSocket } from "ws"
-import { HostAgent, type HostAgentConfig, HostAgentLive, reconnectsFor, tunnelConnected } from "../src/index.js"
-import { httpServer, wsServer } from "./servers.js"
-
-const token = "s3cret-token-value"
-
-interface RelayConnection {
-  readonly socket: WebSocket
-  readonly request: IncomingMessage
-  readonly at: number
-  readonly frames: Queue.Queue<string>
-  readonly closed: Deferred.Deferred<{ readonly code: number; readonly reason: string }>
-}
-
-/**
- * A stand-in relay: accepts tunnels at /tunnel (or refuses them with
- * `refuseWith` as HTTP status) and hands each connection to the test.
- */
-const fakeRelay = (refuseWith?: number) =>
-  Effect.gen(function*() {
-    let refusingUntil = 0
-    const server = yield* wsServer({
-      verifyClient: (_info, done) =>
-        Date.now() < refusingUntil ? done(false, 503) : refuseWith === undefined ? done(true) : done(false, refuseWith)
-    })
-    const connections = yield* Queue.unbounded<RelayConnection>()
-    server.wss.on("connection", (socket, request) => {
-      const frames = Effect.runSync(Queue.unbounded<string>())
-      const closed = Deferred.unsafeMake<{ code: number; reason: string }>(undefined as never)
-      socket.on("message", (data) => Queue.unsafeOffer(frames, data.toString()))
-      socket.on("close", (code, reason) => Deferred.unsafeDone(closed, Effect.succeed({ code, reason: reason.toString() })))
-      Queue.unsafeOffer(connections, { socket, request, at: Date.now(), frames, closed })
-    })
-    const nextConnection = Queue.take(connections).pipe(
-      Effect.timeoutFail({ duration: "3 seconds", onTimeout: () => new Error("no tunnel arrived") })
-    )
-    /** Answers upgrades with 503 for a while, like a relay that is restarting. */
-    const refuseFor = (duration: Duration.DurationInput) =>
-      Effect.sync(() => {
-        refusingUntil = Date.now() + Duration.toMillis(duration)
-      })
-    return { ...server, connections, nextConnection, refuseFor }
-  })
-
-const nextFrame = (connection: RelayConnection) =>
-  Queue.take(connection.frames).pipe(
-    Effect.timeoutFail({ duration: "3 seconds", onTimeout: () => new Error("no frame from the host") }),
-    Effect.map((text) => Either.getOrThrow(HostToRelayCodec.decode(text)))
-  )
-
-const target = httpServer((req, res) => res.end(`target saw ${req.method} ${req.url}`))
-
-/** Log lines, captured so tests can check what is (and is not) logged. */
-const captureLogs = Effect.gen(function*() {
-  const lines: Array<{ message: unknown; annotations: Record<string, unknown>; text: string }> = []
-  const logger = Logger.make(({ annotations, message }) => {
-    const record = Object.fromEntries(HashMap.toEntries(annotations))
-    lines.push({ message: List.isList(message) ? List.toArray(message) : message, annotations: record, text: JSON.stringify({ message, record }) })
-  })
-  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
-})
-
-const config = (relayUrl: string, targetUrl: string, extra: Partial<HostAgentConfig> = {}): HostAgentConfig => ({
-  relayUrl,
-  hostId: "acme:laptop",
-  token,
-  targetUrl,
-  drainJitterMs: 50,
-  backoffBaseMs: 2_000,
-  backoffCapMs: 2_000,
-  ...extra
-})
-
-/** Starts the agent in its own scope, so a test can stop it. */
-const startAgent = (agentConfig: HostAgentConfig, logger: Layer.Layer<never>) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    const stop = Scope.close(scope, Exit.void)
-    yield* Effect.addFinalizer(() => stop)
-    const context = yield* Layer.buildWithScope(HostAgentLive(agentConfig), scope).pipe(Effect.provide(logger))
-    return { agent: Context.get(context, HostAgent), stop }
-  })
-
-const reconnects = (reason: string) => Metric.value(reconnectsFor(reason)).pipe(Effect.map((state) => state.count))
-
-const linesOf = <L extends { readonly message: unknown }>(logs: { readonly lines: ReadonlyArray<L> }, event: string) =>
-  logs.lines.filter((line) => JSON.stringify(line.message).includes(event))
+import { tunnelConnected } from "../src/index.js"
+import { captureLogs, config, fakeRelay, linesOf, nextFrame, reconnects, startAgent, target, token } from "./agentSupport.js"
 
 describe("HostAgentLive (fake relay over real WebSockets)", () => {
   it.scopedLive("dials /tunnel with the hostId and bearer token, answers pings and forwards HTTP", () =>
@@ -188,12 +102,12 @@ describe("HostAgentLive (fake relay over real WebSockets)", () => {
       expect(logs.lines.some((line) => JSON.stringify(line.message).includes("tunnel.drain"))).toBe(true)
     }))
 
-  it.scopedLive("several relays: after a drain from one, the reconnect goes to another", () =>
+  it.scopedLive("several relays, one tunnel: after a drain from one, the reconnect goes to another", () =>
     Effect.gen(function*() {
       const relays = [yield* fakeRelay(), yield* fakeRelay()]
       const local = yield* target
       const logs = yield* captureLogs
-      yield* startAgent(config(relays[0]!.url, local.url, { relayUrl: `${relays[0]!.url},${relays[1]!.url}` }), logs.layer)
+      yield* startAgent(config(relays[0]!.url, local.url, { relayUrl: `${relays[0]!.url},${relays[1]!.url}`, tunnels: 1 }), logs.layer)
       const next = Effect.raceAll(relays.map((r, i) => Effect.map(r.nextConnection, (c) => [i, c] as const)))
       let [at, connection] = yield* next
       for (let round = 0; round < 6; round++) {

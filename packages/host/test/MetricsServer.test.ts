@@ -2,7 +2,7 @@ import { fakeHost, messageOf, startHostProcess, startRelayProcess, startTarget, 
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer, SubscriptionRef } from "effect"
 import * as net from "node:net"
-import { HostAgent, MetricsServer, MetricsServerError, MetricsServerLive, TunnelState } from "../src/index.js"
+import { HostAgent, MetricsServer, MetricsServerError, MetricsServerLive, SessionState, TunnelState } from "../src/index.js"
 
 /** One sample's value; 0 when the series does not exist. Without `labels`, the sum over the family. */
 const valueOf = (families: ReadonlyArray<PrometheusFamily>, name: string, labels?: Record<string, string>): number => {
@@ -33,17 +33,26 @@ const eventually = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, tim
     }
   })
 
-/** A HostAgent whose state the test sets by hand. */
-const stubAgent = (initial: TunnelState) =>
-  Effect.map(SubscriptionRef.make(initial), (state) => ({
-    state,
-    layer: Layer.succeed(HostAgent, { state, awaitConnected: Effect.never })
-  }))
+/** A HostAgent whose state and sessions the test sets by hand. */
+const stubAgent = (initial: TunnelState, sessions: ReadonlyArray<SessionState> = [SessionState.Standby({ session: 0 })]) =>
+  Effect.gen(function*() {
+    const state = yield* SubscriptionRef.make(initial)
+    const tunnels = yield* SubscriptionRef.make(sessions)
+    const connectedCount = Effect.map(SubscriptionRef.get(tunnels), (all) => all.filter(SessionState.$is("Connected")).length)
+    return {
+      state,
+      tunnels,
+      layer: Layer.succeed(HostAgent, { state, awaitConnected: Effect.never, tunnels, connectedCount, instanceId: "test-instance" })
+    }
+  })
 
 describe("host MetricsServer (in process)", () => {
-  it.scopedLive("/metrics is Prometheus text of the host_ series only; /health reports the tunnel; others 404/405", () =>
+  it.scopedLive("/metrics is Prometheus text of the host_ series only; /health reports the tunnels; others 404/405", () =>
     Effect.gen(function*() {
-      const agent = yield* stubAgent(TunnelState.Connecting({ attempt: 3 }))
+      const agent = yield* stubAgent(TunnelState.Connecting({ attempt: 3 }), [
+        SessionState.Connecting({ session: 0, attempt: 3, relay: "ws://a.example/" }),
+        SessionState.Standby({ session: 1 })
+      ])
       const { bindHost, port } = Context.get(yield* Layer.build(MetricsServerLive({ port: 0 }).pipe(Layer.provide(agent.layer))), MetricsServer)
       expect(bindHost).toBe("127.0.0.1")
       const families = yield* scrape(port)
@@ -54,15 +63,41 @@ describe("host MetricsServer (in process)", () => {
       expect(reconnects?.type).toBe("COUNTER")
       // Every reason is there from the start, at 0 or more.
       expect(reconnects?.metrics.map((m) => m.labels?.reason).sort()).toEqual(
-        ["auth", "closed_normal", "closed_other", "connect_failed", "connection_lost", "drain", "ping_timeout", "relay_error", "watchdog"]
+        [
+          "auth",
+          "closed_normal",
+          "closed_other",
+          "connect_failed",
+          "connection_lost",
+          "drain",
+          "held_here",
+          "ping_timeout",
+          "relay_busy",
+          "relay_error",
+          "watchdog"
+        ]
       )
 
       const down = yield* get(`http://127.0.0.1:${port}/health`)
       expect(down.res.status).toBe(200)
-      expect(JSON.parse(down.text)).toEqual({ ok: true, connected: false, attempt: 3 })
+      expect(JSON.parse(down.text)).toEqual({ ok: true, connected: false, attempt: 3, tunnels: 0, wanted: 2, relays: [] })
       yield* SubscriptionRef.set(agent.state, TunnelState.Connected({ since: 0 }))
+      yield* SubscriptionRef.set(agent.tunnels, [
+        SessionState.Connected({ session: 0, since: 0, relay: "ws://a.example/", relayId: "iad:m1", region: "iad" }),
+        SessionState.Connected({ session: 1, since: 1_000, relay: "ws://b.example/" })
+      ])
       const up = yield* get(`http://127.0.0.1:${port}/health?x=1`)
-      expect(JSON.parse(up.text)).toEqual({ ok: true, connected: true, since: "1970-01-01T00:00:00.000Z" })
+      expect(JSON.parse(up.text)).toEqual({
+        ok: true,
+        connected: true,
+        since: "1970-01-01T00:00:00.000Z",
+        tunnels: 2,
+        wanted: 2,
+        relays: [
+          { session: 0, relay: "ws://a.example/", relayId: "iad:m1", region: "iad", since: "1970-01-01T00:00:00.000Z" },
+          { session: 1, relay: "ws://b.example/", since: "1970-01-01T00:00:01.000Z" }
+        ]
+      })
 
       expect((yield* get(`http://127.0.0.1:${port}/nope`)).res.status).toBe(404)
       const post = yield* get(`http://127.0.0.1:${port}/metrics`, { method: "POST", body: "x" })
@@ -104,7 +139,24 @@ describe("effect-relay-host --metrics-port (child processes)", () => {
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       const host = yield* startHostProcess({
-        args: ["--relay", relay.ws, "--host-id", "acme:metrics", "--target", target.url, "--metrics-port", "0", "--backoff-base-ms", "1000", "--backoff-cap-ms", "1000"],
+        // One tunnel: this test follows one tunnel's life through the gauge and the counters (several
+        // tunnels, with relays that say hello or refuse a second one, are tested in HostAgent.test.ts).
+        args: [
+          "--relay",
+          relay.ws,
+          "--host-id",
+          "acme:metrics",
+          "--target",
+          target.url,
+          "--metrics-port",
+          "0",
+          "--backoff-base-ms",
+          "1000",
+          "--backoff-cap-ms",
+          "1000",
+          "--tunnels",
+          "1"
+        ],
         env: { RELAY_TOKEN: t }
       })
       const listening = host.logs.find((l) => messageOf(l) === "host.metrics_listening")!

@@ -1,6 +1,7 @@
 import {
   CloseCodes,
   DrainSignal,
+  Hello,
   type HostToRelay,
   HostToRelayCodec,
   HttpRequest,
@@ -8,11 +9,12 @@ import {
   Ping,
   RelayToHostCodec,
   type RelayToHost,
+  retryAfterReason,
   Transport
 } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Exit, Fiber, Layer, Option, Queue, Stream, TestClock } from "effect"
-import { SessionClosed, WatchdogTimeout } from "../src/Errors.js"
+import { Deferred, Effect, Either, Exit, Fiber, Layer, Option, Queue, Stream, TestClock } from "effect"
+import { Drained, HeldHere, RelayBusy, SessionClosed, WatchdogTimeout } from "../src/Errors.js"
 import * as Session from "../src/Session.js"
 import { TargetHttp } from "../src/TargetHttp.js"
 
@@ -189,5 +191,63 @@ describe("Session", () => {
       yield* TestClock.adjust("10 seconds")
       expect(yield* next).toMatchObject({ _tag: "http:response", id: "slow", status: 200 })
       yield* Fiber.interrupt(session)
+    }))
+  it.effect("a drain frame's reconnectWithinMs travels with the DrainSignal the session ends with", () =>
+    Effect.gen(function*() {
+      const { relay, session } = yield* start
+      yield* relay.send(JSON.stringify({ type: "drain", reason: "deploy", reconnectWithinMs: 30_000 }))
+      yield* relay.close(CloseCodes.Drain, "draining")
+      const ended = failureOf(yield* Fiber.await(session))
+      expect(ended).toBeInstanceOf(DrainSignal)
+      expect(ended).toBeInstanceOf(Drained)
+      expect(ended).toMatchObject({ _tag: "DrainSignal", source: "frame", reason: "deploy", reconnectWithinMs: 30_000 })
+    }))
+
+  it.effect("a drain frame with a reconnectWithinMs out of bounds is a bad frame, ignored", () =>
+    Effect.gen(function*() {
+      const { next, relay, send, session } = yield* start
+      yield* relay.send(JSON.stringify({ type: "drain", reconnectWithinMs: 3_600_000 }))
+      yield* send(Ping.make({ ts: 3 }))
+      expect(yield* next).toMatchObject({ _tag: "pong", ts: 3 })
+      yield* relay.close(CloseCodes.PingTimeout, "Ping timeout")
+      expect(failureOf(yield* Fiber.await(session))).toBeInstanceOf(SessionClosed)
+    }))
+
+  it.effect("a close with 4003 ends the session with HeldHere; 1013 with RelayBusy and the wait its reason names", () =>
+    Effect.gen(function*() {
+      const held = yield* start
+      yield* held.relay.close(CloseCodes.HeldHere, "held here: try another relay")
+      const heldEnd = failureOf(yield* Fiber.await(held.session))
+      expect(heldEnd).toBeInstanceOf(HeldHere)
+      expect(heldEnd).toMatchObject({ source: "relay" })
+
+      const busy = yield* start
+      yield* busy.relay.close(CloseCodes.TryAgainLater, retryAfterReason(1_234))
+      expect(failureOf(yield* Fiber.await(busy.session))).toEqual(new RelayBusy({ retryAfterMs: 1_234, reason: retryAfterReason(1_234) }))
+
+      const vague = yield* start
+      yield* vague.relay.close(CloseCodes.TryAgainLater, "later")
+      expect(failureOf(yield* Fiber.await(vague.session))).toMatchObject({ _tag: "RelayBusy", retryAfterMs: undefined })
+    }))
+
+  it.effect("greeting: the first frame, when it is a hello; undefined when the first frame is anything else", () =>
+    Effect.gen(function*() {
+      const hello = Hello.make({ relayId: "iad:m1", region: "iad", tunnelId: "t1" })
+      const greeted = yield* Deferred.make<Hello | undefined>()
+      const first = yield* startWith({ ...options, greeting: greeted })
+      yield* first.relay.send("not json")
+      expect(yield* Deferred.isDone(greeted)).toBe(false)
+      yield* first.send(hello)
+      expect(yield* Deferred.await(greeted)).toEqual(hello)
+      yield* Fiber.interrupt(first.session)
+
+      const other = yield* Deferred.make<Hello | undefined>()
+      const second = yield* startWith({ ...options, greeting: other })
+      yield* second.send(Ping.make({ ts: 1 }))
+      yield* second.send(hello)
+      expect(yield* Deferred.await(other)).toBeUndefined()
+      // A late hello changes nothing: the session goes on.
+      expect(yield* second.next).toMatchObject({ _tag: "pong", ts: 1 })
+      yield* Fiber.interrupt(second.session)
     }))
 })

@@ -66,6 +66,7 @@ describe("effect-relay-host CLI", () => {
           ["--host-id", "HOST_ID"],
           ["--token", "RELAY_TOKEN"],
           ["--target", "TARGET_URL"],
+          ["--tunnels", "TUNNELS"],
           ["--connect-timeout-ms", "CONNECT_TIMEOUT_MS"],
           ["--watchdog-ms", "WATCHDOG_MS"],
           ["--request-timeout-ms", "REQUEST_TIMEOUT_MS"],

@@ -14,12 +14,21 @@ export const CloseCodes = {
   Internal: 1011,
   /** A client WebSocket carried by a draining tunnel: the client should reconnect. */
   ServiceRestart: 1012,
-  /** A channel's frame queue overflowed: the peer is too slow. */
+  /**
+   * Try again later: a channel's reader is too slow; or a relay admitting registrations at its
+   * rate refuses one for now (the reason then carries `retryAfterMs=N`, which the host honours,
+   * plus jitter, without climbing its backoff).
+   */
   TryAgainLater: 1013,
   /** The relay is draining (deploy/restart): reconnect at once, to another relay if possible. */
   Drain: 4001,
   /** The host agent heard nothing from the relay for too long and closed the tunnel itself. */
-  HostWatchdog: 4002
+  HostWatchdog: 4002,
+  /**
+   * This relay already holds a tunnel of this agent instance: dial again, to land on another relay
+   * (behind one load-balanced URL). The agent redials with jitter, without climbing its backoff.
+   */
+  HeldHere: 4003
 } as const
 
 export type CloseCode = (typeof CloseCodes)[keyof typeof CloseCodes]
@@ -33,7 +42,8 @@ export const CloseReasons = {
   PingTimeout: "Ping timeout",
   Draining: "draining",
   Watchdog: "Inbound silence",
-  QueueFull: "Frame queue full"
+  QueueFull: "Frame queue full",
+  HeldHere: "held here: try another relay"
 } as const
 
 /**
@@ -43,3 +53,12 @@ export const CloseReasons = {
 export const isSendableCloseCode = (code: number): boolean =>
   (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) ||
   (code >= 3000 && code <= 4999)
+
+/** The close reason of a registration refused for now: `retryAfterMs=N`. */
+export const retryAfterReason = (ms: number): string => `try again later; retryAfterMs=${Math.max(0, Math.round(ms))}`
+
+/** The wait a `retryAfterReason` names, if the reason is one. */
+export const parseRetryAfter = (reason: string): number | undefined => {
+  const match = /retryAfterMs=(\d+)/.exec(reason)
+  return match === null ? undefined : Number(match[1])
+}

@@ -44,6 +44,18 @@ export const Ping = Schema.TaggedStruct("ping", {
 export interface Ping extends Schema.Schema.Type<typeof Ping> {}
 
 /**
+ * The relay's first frame on a tunnel it accepted, to agents that announce `hello`: who it is, so
+ * an agent holding several tunnels knows they are on different relays.
+ */
+export const Hello = Schema.TaggedStruct("hello", {
+  /** `{region}:{machineId}` of the relay. */
+  relayId: Schema.String.pipe(Schema.maxLength(200)),
+  region: Schema.String.pipe(Schema.maxLength(100)),
+  tunnelId: Id
+})
+export interface Hello extends Schema.Schema.Type<typeof Hello> {}
+
+/**
  * The client of request `id` went away, or the relay stopped waiting for it (timeout): the host
  * stops its call to the target. Sent only to hosts that announce the `cancel` feature.
  */
@@ -53,7 +65,12 @@ export const HttpCancel = Schema.TaggedStruct("http:cancel", {
 export interface HttpCancel extends Schema.Schema.Type<typeof HttpCancel> {}
 
 export const DrainMessage = Schema.TaggedStruct("drain", {
-  reason: Schema.optional(Schema.String)
+  reason: Schema.optional(Schema.String),
+  /**
+   * Come back within this many ms, at a moment picked at random in the window: the relay spreads
+   * its hosts' re-dials over it (a host with another tunnel loses nothing by waiting).
+   */
+  reconnectWithinMs: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(0, 60_000)))
 })
 export interface DrainMessage extends Schema.Schema.Type<typeof DrainMessage> {}
 
@@ -89,7 +106,7 @@ export const Pong = Schema.TaggedStruct("pong", {
 })
 export interface Pong extends Schema.Schema.Type<typeof Pong> {}
 
-export const RelayToHost = Schema.Union(HttpRequest, HttpCancel, WsOpen, WsFrame, WsClose, Ping, DrainMessage)
+export const RelayToHost = Schema.Union(HttpRequest, HttpCancel, WsOpen, WsFrame, WsClose, Ping, DrainMessage, Hello)
 export type RelayToHost = typeof RelayToHost.Type
 
 export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong)
@@ -130,7 +147,7 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
           new FrameError({
             // Both come from the peer: cut, so a bad frame cannot make a large log line.
             type: clip(type, 64),
-            problem: clip(ParseResult.TreeFormatter.formatErrorSync(e), 300),
+            problem: describeIssue(e.issue),
             ...(typeof rest.id === "string" && rest.id.length > 0 && rest.id.length <= 64 ? { id: rest.id } : {})
           })
       )
@@ -143,6 +160,28 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
       return JSON.stringify({ type: _tag, ...rest })
     }
   }
+}
+
+/**
+ * Where a frame's fields went wrong, as `invalid <path> (<kind>)`: from the parse issue's path
+ * alone, never by printing the value (a peer's value may be megabytes, or nested thousands deep).
+ */
+const describeIssue = (issue: ParseResult.ParseIssue): string => {
+  const path: Array<string> = []
+  let current: ParseResult.ParseIssue = issue
+  for (let depth = 0; depth < 32; depth++) {
+    if (current._tag === "Pointer") {
+      const keys = Array.isArray(current.path) ? current.path : [current.path]
+      for (const key of keys) path.push(clip(String(key), 40))
+      current = current.issue
+    } else if (current._tag === "Composite") {
+      current = Array.isArray(current.issues) ? current.issues[0]! : current.issues as ParseResult.ParseIssue
+    } else if (current._tag === "Refinement" || current._tag === "Transformation") {
+      current = current.issue
+    } else break
+  }
+  const kind = current._tag === "Type" ? "wrong type" : current._tag === "Missing" ? "missing" : current._tag === "Unexpected" ? "unexpected" : "invalid"
+  return `invalid ${path.length > 0 ? path.join(".") : "frame"} (${kind})`
 }
 
 /** A bad frame as a log line: `tunnel.bad_frame {problem, type}`. */
@@ -209,8 +248,24 @@ export const HostToRelayCodec = codec(HostToRelay)
 export const FeaturesHeader = "effect-relay-features"
 export const Features = {
   /** `http:cancel`: the agent stops a request the client gave up on. */
-  cancel: "cancel"
+  cancel: "cancel",
+  /** `hello`: the relay's first frame says which relay it is (an agent with several tunnels). */
+  hello: "hello"
 } as const
+
+/**
+ * The agent process's instance id, sent on the upgrade request in this header: random per start.
+ * Tunnels of one instance coexist on different relays; a new instance of a hostId replaces the
+ * older instance's tunnels everywhere.
+ */
+export const InstanceHeader = "effect-relay-instance"
+
+/**
+ * Which of its instance's sessions (0, 1, ...) a tunnel is, sent with the instance header: a
+ * session holds one tunnel at a time, so a tunnel of the same session replaces it where it lands,
+ * while another session's tunnel landing on the same relay is told to try another (4003).
+ */
+export const SessionHeader = "effect-relay-session"
 
 /** The features a tunnel's upgrade request announced. */
 export const parseFeatures = (header: string | ReadonlyArray<string> | undefined): ReadonlySet<string> =>

@@ -1,4 +1,4 @@
-import { Data, Deferred, Effect, Exit, Mailbox, Option, Scope, Stream } from "effect"
+import { Data, Deferred, Effect, Exit, FiberId, Mailbox, Option, Scope, Stream } from "effect"
 import type { Duplex } from "node:stream"
 import WebSocket from "ws"
 import { isSendableCloseCode } from "./CloseCodes.js"
@@ -350,6 +350,13 @@ const attach = (
 /** Wraps a `ws` socket that the caller owns (for example one from a server upgrade). */
 export const fromWebSocket = (ws: WebSocket): Effect.Effect<Transport> =>
   Effect.map(makeState, ([inbox, closed]) => attach(ws, inbox, closed))
+
+/**
+ * `fromWebSocket` at once, from a callback: for a socket `ws` has just handed over, whose
+ * listeners must be on before the next tick (frames that came with the upgrade are parsed then,
+ * and an `error` event with no listener would end the process).
+ */
+export const unsafeFromWebSocket = (ws: WebSocket): Transport => attach(ws, makeInbox(), makeEnding(Deferred.unsafeMake(FiberId.none)))
 
 export interface ConnectOptions {
   readonly headers?: Record<string, string>

@@ -94,6 +94,10 @@ describe("wire codecs", () => {
         expect(result.left.message.length).toBeLessThan(500)
       }
     }
+    // A value nested thousands deep is told without walking it.
+    const deep = HostToRelayCodec.decode(`{"type":"http:response","id":"3","status":200,"headers":{},"body":${"[".repeat(50_000)}${"]".repeat(50_000)}}`)
+    expect(Either.isLeft(deep) && deep.left.id).toBe("3")
+    expect(Either.isLeft(deep) && deep.left.problem).toBe("invalid body (wrong type)")
     const tooLong = HostToRelayCodec.decode(JSON.stringify({ type: "http:response", id: "7", status: "x".repeat(1_000_000), headers: {} }))
     expect(Either.isLeft(tooLong) && tooLong.left.id).toBe("7")
     expect(Either.isLeft(tooLong) && tooLong.left.problem.length).toBeLessThanOrEqual(350)

@@ -21,6 +21,7 @@ import { Endpoints } from "./http/Endpoints.js"
 import { RelayServer } from "./http/RelayServer.js"
 import { RouteAccess } from "./http/RouteAccess.js"
 import { TunnelUpgrade } from "./http/TunnelUpgrade.js"
+import { Holds } from "./routing/Holds.js"
 import { PeerProxy } from "./routing/PeerProxy.js"
 import { Router } from "./routing/Router.js"
 import { Draining } from "./tunnel/Draining.js"
@@ -31,7 +32,7 @@ export const relayLayer = (options: DrainOptions = {}) =>
     Layer.provideMerge(RelayServer.layer),
     Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer, BrowserLogin.layer)),
     Layer.provideMerge(RouteAccess.layer),
-    Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer)),
+    Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer, Holds.layer)),
     Layer.provideMerge(TunnelRegistry.layer),
     Layer.provideMerge(Layer.mergeAll(Auth.layer, SessionCookies.layer)),
     Layer.provideMerge(RelayAddress.layer),

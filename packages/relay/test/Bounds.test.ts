@@ -4,6 +4,7 @@
  * client is still sending.
  */
 import { HostAgent, HostAgentLive } from "@effect-relay/host"
+import { HttpResponse } from "@effect-relay/protocol"
 import { fakeHost, openSocket, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
@@ -114,5 +115,58 @@ describe("bounds a peer meets", () => {
         })
         expect(answer, chunked ? "chunked" : "declared").toBe("HTTP/1.1 413 Payload Too Large")
       }
+    }))
+
+  it.scopedLive("a bad frame sent right behind an authenticated upgrade request (same packet) closes that WebSocket, and the relay keeps serving", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* fakeHost(relay.ws, hostId, t, (req) => HttpResponse.make({ id: req.id, status: 200, headers: {}, body: "alive" }))
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      for (const path of [`/hosts/${hostId}/ws`, `/tunnel?hostId=acme:early`]) {
+        const answer = yield* Effect.async<string>((resume) => {
+          const socket = net.connect(relay.port, "127.0.0.1")
+          let data = ""
+          socket.on("data", (d) => (data += d.toString("latin1")))
+          socket.on("error", () => {})
+          socket.on("close", () => resume(Effect.succeed(data.split("\r\n")[0]!)))
+          socket.write(Buffer.concat([
+            Buffer.from(
+              `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ),
+            Buffer.from([0xc1, 0x80, 0, 0, 0, 0]) // RSV1 set: a protocol error
+          ]))
+        })
+        expect(answer, path).toBe("HTTP/1.1 101 Switching Protocols")
+      }
+      const res = yield* get(`${relay.http}/hosts/${hostId}/x`, t)
+      expect(yield* Effect.promise(() => res.text())).toBe("alive")
+    }))
+
+  it.scopedLive("a host's 204 with a header node:http refuses is a clean 502, and the client's keep-alive connection stays in step", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* fakeHost(relay.ws, hostId, t, (req) =>
+        req.path === "/bad"
+          ? HttpResponse.make({ id: req.id, status: 204, headers: { x: "a\r\nb" } })
+          : HttpResponse.make({ id: req.id, status: 200, headers: {}, body: "second" }))
+      yield* eventually(Effect.filterOrFail(Effect.sync(() => relay.registry.get(hostId as never)), Option.isSome))
+      // Two requests on one connection: the second answer must be read as the second answer.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+      const ask = (path: string) =>
+        Effect.async<{ status: number; body: string }>((resume) => {
+          http.get(`${relay.http}/hosts/${hostId}${path}`, { agent, headers: { authorization: `Bearer ${t}` } }, (res) => {
+            let body = ""
+            res.on("data", (d) => (body += d))
+            res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body })))
+          })
+        })
+      const bad = yield* ask("/bad")
+      expect(bad.status).toBe(502)
+      expect(JSON.parse(bad.body).error).toBe("bad_response")
+      expect(yield* ask("/good")).toEqual({ status: 200, body: "second" })
+      agent.destroy()
     }))
 })

@@ -44,7 +44,7 @@ describe("heartbeats under a pong flood", () => {
       flooder.stdout!.on("data", (d) => (report += d.toString()))
       // Counted from the tunnel's registration on: that write, then the heartbeats.
       yield* Effect.promise(() => new Promise<void>((resolve) => flooder.stdout!.once("data", () => resolve())))
-      while ((yield* Effect.promise(() => redis.hlen("relay:tunnel-owner"))) === 0) yield* Effect.sleep("10 millis")
+      while ((yield* Effect.promise(() => redis.hlen("{relay}:tunnels"))) === 0) yield* Effect.sleep("10 millis")
       const before = yield* Effect.promise(() => scriptCalls(redis))
       const start = Date.now()
       yield* Effect.promise(() => new Promise<void>((resolve) => flooder.on("exit", () => resolve())))

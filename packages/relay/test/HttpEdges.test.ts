@@ -156,6 +156,7 @@ describe("a 502 names nothing internal", () => {
         hostId: "acme:elsewhere" as never,
         owner: "iad:relay-machine-7",
         tunnelId: "t1",
+        instanceId: "i1",
         connectedAt: Date.now(),
         internalUrl: `http://127.0.0.1:${closed}`
       })

@@ -1,4 +1,5 @@
-import { messageOf, openSocket, redisPrefix, redisUrl, startRelayProcess, startTarget, testSecret, token } from "@effect-relay/testkit"
+import { CloseCodes, CloseReasons, InstanceHeader, SessionHeader } from "@effect-relay/protocol"
+import { fakeHost, messageOf, okResponse, openSocket, redisPrefix, redisUrl, startRelayProcess, startTarget, testSecret, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { agent, served } from "./processSupport.js"
@@ -48,7 +49,7 @@ describe("many relays on one Redis", () => {
       expect(Buffer.from(seen.bodyBase64 as string, "base64").toString()).toBe("hello")
       expect((seen.headers as Record<string, string>)["x-effect-relay-peer-secret"]).toBeUndefined()
 
-      expect(yield* json(yield* fetchWith(`${b.http}/hosts/acme:laptop/_whoowns`, t))).toEqual({ region: "iad", machineId: "a" })
+      expect(yield* json(yield* fetchWith(`${b.http}/hosts/acme:laptop/_whoowns`, t))).toEqual({ region: "iad", machineId: "a", owners: ["iad:a"] })
       expect((yield* fetchWith(`${b.http}/hosts/acme:nobody/_whoowns`, t)).status).toBe(404)
 
       const socket = yield* openSocket(`${b.ws}/hosts/acme:laptop/chat`, { authorization: `Bearer ${t}` })
@@ -93,27 +94,36 @@ describe("many relays on one Redis", () => {
       expect(Buffer.from(yield* Effect.promise(() => proxied.arrayBuffer())).equals(big)).toBe(true)
     }), 60_000)
 
-  it.scopedLive("a host that moves from A to B: A's late unregister leaves B's entry, and requests land on B", () =>
+  it.scopedLive("two tunnels of one agent instance on A and B coexist; a new instance on B replaces the older instance's tunnel on A (closed 1000), and A's late unregister leaves B's entry", () =>
     Effect.gen(function*() {
-      const { prefix, redis } = yield* redisPrefix("multi-move")
+      const { prefix, redis } = yield* redisPrefix("multi-instance")
       const [a, b] = yield* twoRelays(prefix)
-      const target = yield* startTarget
       const t = yield* token({ org: "acme" })
-      const onA = yield* agent(a, "acme:mover", target.url, t)
-      yield* served(b.http, "acme:mover", t)
-      expect(yield* Effect.promise(() => redis.hget(`${prefix}tunnel-owner`, "acme:mover"))).toBe("iad:a")
-      // The host reconnects to B while its old tunnel on A is still open...
-      yield* agent(b, "acme:mover", target.url, t)
+      const agentHeaders = (instance: string, session: number) => ({ [InstanceHeader]: instance, [SessionHeader]: String(session) })
+      const owners = Effect.promise(() => redis.hget(`${prefix}owners`, "acme:mover"))
+      const answer = (from: string) => (req: { id: string }) => okResponse(req.id, from)
+
+      const oldOnA = yield* fakeHost(a.ws, "acme:mover", t, answer("old on A"), agentHeaders("old", 0))
+      yield* Effect.promise(() => a.waitForLog("tunnel.registered"))
+      const oldOnB = yield* fakeHost(b.ws, "acme:mover", t, answer("old on B"), agentHeaders("old", 1))
       yield* Effect.promise(() => b.waitForLog("tunnel.registered"))
-      expect(yield* Effect.promise(() => redis.hget(`${prefix}tunnel-owner`, "acme:mover"))).toBe("iad:b")
-      // ...then the old tunnel ends, and A unregisters late.
-      yield* onA.stop
-      yield* Effect.promise(() => a.waitForLog("tunnel.closed"))
-      yield* Effect.sleep("200 millis")
-      expect(yield* Effect.promise(() => redis.hget(`${prefix}tunnel-owner`, "acme:mover"))).toBe("iad:b")
-      expect(yield* json(yield* fetchWith(`${a.http}/hosts/acme:mover/_whoowns`, t))).toEqual({ region: "iad", machineId: "b" })
-      expect((yield* fetchWith(`${a.http}/hosts/acme:mover/echo`, t)).status).toBe(200)
-      expect((yield* fetchWith(`${b.http}/hosts/acme:mover/echo`, t)).status).toBe(200)
+      expect(yield* owners).toBe("iad:a|iad:b")
+      // Each relay serves its own tunnel.
+      for (const [relay, from] of [[a, "old on A"], [b, "old on B"]] as const) {
+        const res = yield* fetchWith(`${relay.http}/hosts/acme:mover/x`, t)
+        expect(yield* Effect.promise(() => res.text())).toBe(from)
+      }
+
+      // A new instance of the host registers on B: the old instance's tunnels go on both relays.
+      yield* fakeHost(b.ws, "acme:mover", t, answer("new on B"), agentHeaders("new", 0))
+      expect(yield* Effect.promise(() => oldOnA.closed)).toEqual({ code: CloseCodes.Normal, reason: CloseReasons.Replaced })
+      expect(yield* Effect.promise(() => oldOnB.closed)).toEqual({ code: CloseCodes.Normal, reason: CloseReasons.Replaced })
+      yield* Effect.sleep("200 millis") // A's unregister of its old tunnel has run (and deleted nothing)
+      expect(yield* owners).toBe("iad:b")
+      for (const relay of [a, b]) {
+        const res = yield* fetchWith(`${relay.http}/hosts/acme:mover/x`, t)
+        expect(yield* Effect.promise(() => res.text())).toBe("new on B")
+      }
     }), 60_000)
 
   it.scopedLive("SIGKILL then restart with the same machine id: its stale entries are cleared before it listens (count logged); a drain leaves none", () =>
@@ -128,24 +138,24 @@ describe("many relays on one Redis", () => {
       first.signal("SIGKILL")
       yield* Effect.promise(() => first.exited)
       for (const a of agents) yield* a.stop // nobody comes back: only the stale entries remain
-      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))).toBe(3)
+      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnels`))).toBe(3)
 
       const second = yield* startRelayProcess({ env })
       const order = ["relay.startup_cleared", "relay.listening"].map((m) => second.logs.findIndex((l) => messageOf(l) === m))
       expect(order[0]).toBeGreaterThanOrEqual(0)
       expect(order[0]).toBeLessThan(order[1]!)
       expect(second.logs[order[0]!]!.annotations.entries).toBe(3)
-      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))).toBe(0)
+      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnels`))).toBe(0)
 
       // And a drained relay leaves nothing behind either.
       yield* Effect.forEach(["d1", "d2"], (n) => agent(second, `acme:${n}`, target.url, t))
       for (const n of ["d1", "d2"]) yield* served(second.http, `acme:${n}`, t)
-      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))).toBe(2)
+      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnels`))).toBe(2)
       second.signal("SIGTERM")
       expect((yield* Effect.promise(() => second.exited)).code).toBe(0)
       const cleared = second.logs.find((l) => messageOf(l) === "drain.directory_cleared")
       expect(cleared?.annotations.entries).toBe(2)
-      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnel-owner`))).toBe(0)
-      expect(yield* Effect.promise(() => redis.zcard(`${prefix}tunnel-ttl`))).toBe(0)
+      expect(yield* Effect.promise(() => redis.hlen(`${prefix}tunnels`))).toBe(0)
+      expect(yield* Effect.promise(() => redis.zcard(`${prefix}ttl`))).toBe(0)
     }), 60_000)
 })

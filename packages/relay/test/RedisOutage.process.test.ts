@@ -61,7 +61,7 @@ describe("Redis stops mid-run", () => {
       const restartedAt = Date.now()
       const client = new Redis(redis.url)
       yield* Effect.addFinalizer(() => Effect.promise(() => client.quit()))
-      yield* until(Effect.promise(() => client.hget("relay:tunnel-owner", "acme:local")), (owner) => owner === "iad:outage", 10_000)
+      yield* until(Effect.promise(() => client.hget("{relay}:owners", "acme:local")), (owner) => owner === "iad:outage", 10_000)
       const repopulatedMs = Date.now() - restartedAt
       console.log(`Redis outage: directory repopulated ${repopulatedMs} ms after Redis restarted (sweep period ${sweepMs} ms)`)
       expect(repopulatedMs).toBeLessThanOrEqual(sweepMs)

@@ -18,10 +18,12 @@ export const fakeHost = (
   relayWs: string,
   hostId: string,
   token: string,
-  respond?: (req: Extract<RelayToHost, { _tag: "http" }>) => HttpResponse | undefined
+  respond?: (req: Extract<RelayToHost, { _tag: "http" }>) => HttpResponse | undefined,
+  /** More headers on the upgrade (an agent's instance and session, its features). */
+  headers: Record<string, string> = {}
 ) =>
   Effect.map(
-    openSocket(`${relayWs}/tunnel?hostId=${encodeURIComponent(hostId)}`, { authorization: `Bearer ${token}` }),
+    openSocket(`${relayWs}/tunnel?hostId=${encodeURIComponent(hostId)}`, { authorization: `Bearer ${token}`, ...headers }),
     (socket): FakeHost => {
       socket.ws.on("message", (data, isBinary) => {
         if (isBinary) return

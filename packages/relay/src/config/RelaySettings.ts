@@ -164,6 +164,19 @@ export const relaySettings = {
     defaultText: "65536 (64 KiB)",
     description: "Largest response head (names and values) a host may send; over it the client gets 502."
   }),
+  holdMs: Setting.integer({
+    flag: "hold-ms",
+    env: "HOLD_MS",
+    default: 10_000,
+    check: Setting.Checks.nonNegativeInt,
+    description: "A request for a host no relay can serve right now waits this long for the host to register (anywhere) before 503 host_offline; 0 answers at once."
+  }),
+  maxHeld: Setting.integer({
+    flag: "max-held",
+    env: "MAX_HELD",
+    default: 10_000,
+    description: "Requests held at once on this relay; beyond it 503 host_offline at once."
+  }),
   drainFlushMs: Setting.integer({
     flag: "drain-flush-ms",
     env: "DRAIN_FLUSH_MS",
@@ -181,7 +194,12 @@ export const relaySettings = {
     env: "REDIS_URL",
     description: "Redis for the shared directory of which relay holds which host. Without it the directory is in memory (a single relay)."
   }),
-  redisKeyPrefix: Setting.text({ flag: "redis-key-prefix", env: "REDIS_KEY_PREFIX", default: "relay:", description: "Prefix of the directory's Redis keys." }),
+  redisKeyPrefix: Setting.text({
+    flag: "redis-key-prefix",
+    env: "REDIS_KEY_PREFIX",
+    default: "{relay}:",
+    description: "Prefix of the directory's Redis keys and its channel of registrations. The braces are a Redis Cluster hash tag: every key in one slot, so the scripts also run on a cluster."
+  }),
   directoryTtlMs: Setting.integer({
     flag: "directory-ttl-ms",
     env: "DIRECTORY_TTL_MS",

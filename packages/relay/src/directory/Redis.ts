@@ -1,14 +1,16 @@
 /**
- * The directory in Redis, shared by every relay. Three keys under a prefix:
- * `tunnel-owner` (hash hostId -> `{region}:{machineId}`), `tunnel-meta`
- * (hash hostId -> JSON), `tunnel-ttl` (sorted set hostId -> expiry ms).
- * Every operation is one Lua script: one round trip, atomic on the server.
+ * The directory in Redis, shared by every relay: four keys under one prefix (see
+ * `RedisScripts.ts` for what each holds), all in one Redis Cluster hash slot with the default
+ * prefix `{relay}:`. Every operation is one Lua script: one round trip, atomic on the server.
+ * Registrations are published on the channel `{prefix}registrations`, which every relay reads
+ * on a connection of its own.
  */
 import type { HostId } from "@effect-relay/protocol"
-import { Clock, Effect, FiberSet, Layer, Option, Redacted, Schema } from "effect"
+import { Clock, Effect, FiberSet, Layer, Option, PubSub, Redacted, Schema, Stream } from "effect"
 import { Redis, type Result } from "ioredis"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
-import { Directory, type DirectoryEntry, DirectoryUnavailable, type EntryRef, type HeartbeatResult } from "./Directory.js"
+import { Directory, type DirectoryEntry, DirectoryUnavailable, type EntryRef, type HeartbeatResult, type Registration } from "./Directory.js"
+import { CLEAR_OWN, HEARTBEAT, LOOKUP, REGISTER, SWEEP, UNREGISTER } from "./RedisScripts.js"
 
 export interface RedisDirectoryOptions {
   readonly url: Redacted.Redacted<string>
@@ -16,116 +18,63 @@ export interface RedisDirectoryOptions {
   readonly ttlMs: number
 }
 
-// KEYS: owner, meta, ttl (all three scripts take them in this order)
-
-/** ARGV: hostId, owner, metaJson, expiresAt */
-const REGISTER = `
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return 1`
-
-/** Is the entry still this owner's and this tunnel's? ARGV: hostId, owner, tunnelId */
-const OWNS = `
-local function owns(hostId, owner, tunnelId)
-  if redis.call('HGET', KEYS[1], hostId) ~= owner then return false end
-  local meta = redis.call('HGET', KEYS[2], hostId)
-  if not meta then return true end
-  local ok, decoded = pcall(cjson.decode, meta)
-  return (not ok) or decoded.tunnelId == tunnelId
-end
-`
-
-/** ARGV: hostId, owner, tunnelId. 1 when deleted, 0 when the entry belongs to someone else now. */
-const UNREGISTER = OWNS + `
-if not owns(ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return 1`
-
-/** ARGV: hostId, owner, tunnelId, metaJson, expiresAt. 1 extended, 2 restored, 0 moved. */
-const HEARTBEAT = OWNS + `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-  return 2
-end
-if not owns(ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-return 1`
-
-/** ARGV: hostId, now. {owner, meta} of a live entry, or nil. */
-const LOOKUP = `
-local expires = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if expires and tonumber(expires) <= tonumber(ARGV[2]) then return nil end
-local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if not owner then return nil end
-return { owner, redis.call('HGET', KEYS[2], ARGV[1]) or '' }`
-
-/** Deletes `ids` from all three keys, in batches (a Lua unpack of ~20,000 arguments fails). */
-const DELETE_ALL = `
-local function deleteAll(ids)
-  for i = 1, #ids, 1000 do
-    local chunk = { unpack(ids, i, math.min(i + 999, #ids)) }
-    redis.call('HDEL', KEYS[1], unpack(chunk))
-    redis.call('HDEL', KEYS[2], unpack(chunk))
-    redis.call('ZREM', KEYS[3], unpack(chunk))
-  end
-end
-`
-
-/** ARGV: owner. How many entries were deleted. */
-const CLEAR_OWN = DELETE_ALL + `
-local mine = {}
-local cursor = '0'
-repeat
-  local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
-  cursor = page[1]
-  local fields = page[2]
-  for i = 1, #fields, 2 do
-    if fields[i + 1] == ARGV[1] then mine[#mine + 1] = fields[i] end
-  end
-until cursor == '0'
-deleteAll(mine)
-return #mine`
-
-/** ARGV: now. How many expired entries were deleted. */
-const SWEEP = DELETE_ALL + `
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
-deleteAll(expired)
-return #expired`
-
 declare module "ioredis" {
   interface RedisCommander<Context> {
-    relayRegister(owner: string, meta: string, ttl: string, hostId: string, ownerId: string, metaJson: string, expiresAt: number): Result<number, Context>
-    relayUnregister(owner: string, meta: string, ttl: string, hostId: string, ownerId: string, tunnelId: string): Result<number, Context>
-    relayHeartbeat(owner: string, meta: string, ttl: string, hostId: string, ownerId: string, tunnelId: string, metaJson: string, expiresAt: number): Result<number, Context>
-    relayLookup(owner: string, meta: string, ttl: string, hostId: string, now: number): Result<[string, string] | null, Context>
-    relayClearOwn(owner: string, meta: string, ttl: string, ownerId: string): Result<number, Context>
-    relaySweep(owner: string, meta: string, ttl: string, now: number): Result<number, Context>
+    relayRegister(...args: [...keys: Keys, hostId: string, owner: string, meta: string, instanceId: string, expiresAt: number, channel: string, event: string]): Result<Array<string>, Context>
+    relayUnregister(...args: [...keys: Keys, hostId: string, owner: string, tunnelId: string]): Result<number, Context>
+    relayHeartbeat(
+      ...args: [...keys: Keys, hostId: string, owner: string, tunnelId: string, meta: string, instanceId: string, expiresAt: number, channel: string, event: string]
+    ): Result<number, Context>
+    relayLookup(...args: [...keys: Keys, hostId: string, now: number]): Result<Array<string>, Context>
+    relayClearOwn(...args: [...keys: Keys, owner: string, pattern: string]): Result<number, Context>
+    relaySweep(...args: [...keys: Keys, now: number]): Result<number, Context>
   }
 }
 
-/** What `tunnel-meta` holds for each host. */
+/** The four keys, in the order every script takes them. */
+type Keys = [tunnels: string, owners: string, instances: string, ttl: string]
+
+/** What `tunnels` holds for each host and owner. */
 const Meta = Schema.parseJson(Schema.Struct({
   tunnelId: Schema.String,
+  instanceId: Schema.String,
   connectedAt: Schema.Number,
   internalUrl: Schema.String
 }))
 const encodeMeta = Schema.encodeSync(Meta)
 const decodeMeta = Schema.decodeUnknownOption(Meta)
 
+const RegistrationEvent = Schema.parseJson(Schema.Struct({
+  hostId: Schema.String,
+  owner: Schema.String,
+  tunnelId: Schema.String,
+  instanceId: Schema.String
+}))
+const encodeEvent = Schema.encodeSync(RegistrationEvent)
+const decodeEvent = Schema.decodeUnknownOption(RegistrationEvent)
+
 /** The scripts, named as ioredis commands; each runs as EVALSHA with an EVAL fallback. */
 const defineScripts = (redis: Redis) => {
-  redis.defineCommand("relayRegister", { numberOfKeys: 3, lua: REGISTER })
-  redis.defineCommand("relayUnregister", { numberOfKeys: 3, lua: UNREGISTER })
-  redis.defineCommand("relayHeartbeat", { numberOfKeys: 3, lua: HEARTBEAT })
-  redis.defineCommand("relayLookup", { numberOfKeys: 3, lua: LOOKUP })
-  redis.defineCommand("relayClearOwn", { numberOfKeys: 3, lua: CLEAR_OWN })
-  redis.defineCommand("relaySweep", { numberOfKeys: 3, lua: SWEEP })
+  redis.defineCommand("relayRegister", { numberOfKeys: 4, lua: REGISTER })
+  redis.defineCommand("relayUnregister", { numberOfKeys: 4, lua: UNREGISTER })
+  redis.defineCommand("relayHeartbeat", { numberOfKeys: 4, lua: HEARTBEAT })
+  redis.defineCommand("relayLookup", { numberOfKeys: 4, lua: LOOKUP })
+  redis.defineCommand("relayClearOwn", { numberOfKeys: 4, lua: CLEAR_OWN })
+  redis.defineCommand("relaySweep", { numberOfKeys: 4, lua: SWEEP })
 }
+
+/** A flat owner, meta, owner, meta... list as entries (one whose meta cannot be read is left out: it cannot be routed to). */
+const entriesOf = (hostId: string, flat: ReadonlyArray<string>): Array<DirectoryEntry> => {
+  const out: Array<DirectoryEntry> = []
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const meta = decodeMeta(flat[i + 1])
+    if (Option.isSome(meta)) out.push({ hostId: hostId as HostId, owner: flat[i]!, ...meta.value })
+  }
+  return out
+}
+
+/** `*|owner` with the glob's special characters escaped: the fields of one owner. */
+const fieldsOf = (owner: string) => `*|${owner.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}`
 
 /** The ioredis client for the directory's lifetime; it reconnects by itself and never throws unhandled. */
 export const client = (url: Redacted.Redacted<string>) =>
@@ -171,42 +120,69 @@ export const client = (url: Redacted.Redacted<string>) =>
     )
   )
 
+/**
+ * Registrations published by every relay, read on a connection of its own (a subscribed Redis
+ * connection can do nothing else) and offered to the directory's readers; ioredis resubscribes
+ * after a reconnect. What nobody reads fast enough is dropped, oldest first.
+ */
+const subscribe = (redis: Redis, channel: string) =>
+  Effect.gen(function*() {
+    const events = yield* PubSub.sliding<Registration>(4096)
+    const run = yield* FiberSet.makeRuntime<never>()
+    const subscriber = yield* Effect.acquireRelease(
+      Effect.sync(() => redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, lazyConnect: true })),
+      (sub) => Effect.sync(() => sub.disconnect())
+    )
+    subscriber.on("error", () => {})
+    subscriber.on("message", (from: string, text: string) => {
+      if (from !== channel) return
+      const event = decodeEvent(text)
+      if (Option.isSome(event)) run(PubSub.publish(events, { ...event.value, hostId: event.value.hostId as HostId }))
+    })
+    yield* Effect.tryPromise(() => subscriber.connect().then(() => subscriber.subscribe(channel))).pipe(
+      Effect.catchAll((e) => Effect.logWarning("directory.subscribe_failed", String(e.error)))
+    )
+    return events
+  })
+
 export const make = (options: RedisDirectoryOptions) =>
   Effect.gen(function*() {
     const redis = yield* client(options.url)
-    const owner = `${options.keyPrefix}tunnel-owner`
-    const meta = `${options.keyPrefix}tunnel-meta`
-    const ttl = `${options.keyPrefix}tunnel-ttl`
+    const keys: Keys = ["tunnels", "owners", "instances", "ttl"].map((k) => `${options.keyPrefix}${k}`) as Keys
+    const channel = `${options.keyPrefix}registrations`
+    const events = yield* subscribe(redis, channel)
     const call = <A>(op: string, run: () => Promise<A>) =>
       Effect.tryPromise({ try: run, catch: (cause) => new DirectoryUnavailable({ op, cause }) }).pipe(
         Effect.tapError(() => RelayMetrics.directoryError(op))
       )
     const metaOf = (entry: DirectoryEntry) =>
-      encodeMeta({ tunnelId: entry.tunnelId, connectedAt: entry.connectedAt, internalUrl: entry.internalUrl })
+      encodeMeta({ tunnelId: entry.tunnelId, instanceId: entry.instanceId, connectedAt: entry.connectedAt, internalUrl: entry.internalUrl })
+    const eventOf = (entry: DirectoryEntry) =>
+      encodeEvent({ hostId: entry.hostId, owner: entry.owner, tunnelId: entry.tunnelId, instanceId: entry.instanceId })
+    const expiry = Effect.map(Clock.currentTimeMillis, (now) => now + options.ttlMs)
 
     return Directory.of({
       register: (entry) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          call("register", () => redis.relayRegister(owner, meta, ttl, entry.hostId, entry.owner, metaOf(entry), now + options.ttlMs))),
+        Effect.flatMap(expiry, (expiresAt) =>
+          call("register", () =>
+            redis.relayRegister(...keys, entry.hostId, entry.owner, metaOf(entry), entry.instanceId, expiresAt, channel, eventOf(entry)))).pipe(
+            Effect.map((replaced) => entriesOf(entry.hostId, replaced))
+          ),
       unregister: (ref: EntryRef) =>
-        Effect.map(call("unregister", () => redis.relayUnregister(owner, meta, ttl, ref.hostId, ref.owner, ref.tunnelId)), (n) => n === 1),
+        Effect.map(call("unregister", () => redis.relayUnregister(...keys, ref.hostId, ref.owner, ref.tunnelId)), (n) => n === 1),
       heartbeat: (entry) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Effect.flatMap(expiry, (expiresAt) =>
           call("heartbeat", () =>
-            redis.relayHeartbeat(owner, meta, ttl, entry.hostId, entry.owner, entry.tunnelId, metaOf(entry), now + options.ttlMs))).pipe(
-            Effect.map((n): HeartbeatResult => (n === 1 ? "extended" : n === 2 ? "restored" : "moved"))
+            redis.relayHeartbeat(...keys, entry.hostId, entry.owner, entry.tunnelId, metaOf(entry), entry.instanceId, expiresAt, channel, eventOf(entry)))).pipe(
+            Effect.map((n): HeartbeatResult => (n === 1 ? "extended" : n === 2 ? "restored" : "replaced"))
           ),
       lookup: (hostId) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => call("lookup", () => redis.relayLookup(owner, meta, ttl, hostId, now))).pipe(
-          Effect.map((found) => {
-            if (found === null) return Option.none()
-            const [entryOwner, json] = found
-            // An entry whose meta cannot be read cannot be routed to: as good as absent.
-            return Option.map(decodeMeta(json), (meta): DirectoryEntry => ({ hostId: hostId as HostId, owner: entryOwner, ...meta }))
-          })
+        Effect.flatMap(Clock.currentTimeMillis, (now) => call("lookup", () => redis.relayLookup(...keys, hostId, now))).pipe(
+          Effect.map((flat) => entriesOf(hostId, flat))
         ),
-      clearOwn: (ownerId) => call("clear_own", () => redis.relayClearOwn(owner, meta, ttl, ownerId)),
-      sweep: Effect.flatMap(Clock.currentTimeMillis, (now) => call("sweep", () => redis.relaySweep(owner, meta, ttl, now))),
+      clearOwn: (owner) => call("clear_own", () => redis.relayClearOwn(...keys, owner, fieldsOf(owner))),
+      sweep: Effect.flatMap(Clock.currentTimeMillis, (now) => call("sweep", () => redis.relaySweep(...keys, now))),
+      registrations: Stream.fromPubSub(events),
       isAvailable: () => redis.status === "ready"
     })
   })

@@ -1,15 +1,20 @@
 /**
  * A client's HTTP request to `/hosts/:hostId/...`: admitted (route, peer secret, token), then
- * routed: into the host's tunnel when this relay holds it, else to the relay that does (proxied,
- * or replayed there by Fly). `/_whoowns` answers where the host is instead.
+ * routed: into the host's tunnel when this relay holds it, else to a relay that does (proxied, or
+ * replayed there by Fly). A request no relay can serve right now is held until its host registers
+ * somewhere (`Holds`), then routed once more. Its body is read once, whatever the route.
+ * `/_whoowns` answers where the host is instead.
  */
+import { LogLimits } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
 import type * as http from "node:http"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
-import { replayable, replayHeader } from "../routing/FlyReplay.js"
+import { firstReachable, replayable, replayHeader } from "../routing/FlyReplay.js"
 import { PeerHeaders, PeerProxy } from "../routing/PeerProxy.js"
+import { Holds } from "../routing/Holds.js"
 import { type Route, Router } from "../routing/Router.js"
+import { mayRetry } from "../routing/RoutingErrors.js"
 import type { ByteBudget } from "../tunnel/ByteBudget.js"
 import type { Tunnel } from "../tunnel/Tunnel.js"
 import { requestHeadersForHost, responseHeadersForClient } from "./ForwardHeaders.js"
@@ -17,10 +22,23 @@ import type { HostRoute } from "./HostRoute.js"
 import { BodyBudgets, type Reservation } from "./BodyBudgets.js"
 import { BodyBudgetExhausted } from "./HttpErrors.js"
 import { readBody } from "./ReadBody.js"
+import type { ClientError } from "./ErrorResponse.js"
 import { writeError, writeJson } from "./Responses.js"
 import { RouteAccess } from "./RouteAccess.js"
 
 type Remote = Extract<Route, { _tag: "Remote" }>
+
+/** One client request on its way: its body once read, and the body budget it holds. */
+interface Exchange {
+  readonly req: http.IncomingMessage
+  readonly res: http.ServerResponse
+  readonly route: HostRoute
+  readonly fromPeer: boolean
+  /** Admitted by a session cookie: `Authorization` is the app's and goes to the host. */
+  readonly keepAuthorization: boolean
+  body: Buffer | undefined
+  reservation: Reservation | undefined
+}
 
 export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<ClientRequests, {
   /** Answers one `/hosts/...` request; every expected failure becomes its status. */
@@ -32,6 +50,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
       const config = yield* RelayConfig
       const budgets = yield* BodyBudgets
       const router = yield* Router
+      const holds = yield* Holds
       const peers = yield* PeerProxy
       const access = yield* RouteAccess
 
@@ -40,27 +59,40 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           Effect.flatMap((target) =>
             writeJson(res, 200, target._tag === "Local"
               ? { region: config.region, machineId: config.machineId }
-              : { region: target.region, machineId: target.machineId })
+              : { region: target.owners[0].region, machineId: target.owners[0].machineId, owners: target.owners.map((o) => o.entry.owner) })
           ),
           Effect.catchTag("HostOffline", (e) => writeJson(res, 404, { error: "host_offline", message: e.message }))
         )
 
-      const toRemote = (req: http.IncomingMessage, res: http.ServerResponse, target: Remote) =>
-        Effect.gen(function*() {
-          if (config.routing === "fly-replay" && replayable(req)) {
-            yield* RelayMetrics.routed("fly-replay")
-            res.writeHead(200, { "fly-replay": replayHeader(target, config.region), "content-length": 0 })
-            return res.end()
-          }
-          const body = yield* readBody(req, readOptions(reserveUntilDone(res, undefined)))
-          yield* RelayMetrics.routed("proxy")
-          yield* peers.forwardHttp(target.entry, req, body, res)
+      /**
+       * The request's body, read once (within the body budgets: the relay's, and the tunnel's when
+       * it goes to a local tunnel first); a request held and routed again sends the same bytes.
+       */
+      const bodyOf = (ex: Exchange, tunnelBudget: ByteBudget | undefined) =>
+        Effect.suspend(() => {
+          if (ex.body !== undefined) return Effect.succeed(ex.body)
+          ex.reservation = reserveUntilDone(ex.res, tunnelBudget)
+          return Effect.tap(readBody(ex.req, readOptions(ex.reservation)), (body) => Effect.sync(() => ex.body = body))
         })
 
-      const toTunnel = (req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, tunnel: Tunnel, fromPeer: boolean, keepAuthorization: boolean) =>
+      const toRemote = (ex: Exchange, target: Remote) =>
         Effect.gen(function*() {
-          const reservation = reserveUntilDone(res, tunnel.bodyBudget())
-          const body = yield* readBody(req, readOptions(reservation))
+          const { req, res } = ex
+          if (config.routing === "fly-replay" && replayable(req)) {
+            yield* RelayMetrics.routed("fly-replay")
+            res.writeHead(200, { "fly-replay": replayHeader(target.owners[0], config.region), "content-length": 0 })
+            return res.end()
+          }
+          const body = yield* bodyOf(ex, undefined)
+          yield* RelayMetrics.routed("proxy")
+          yield* firstReachable(target.owners, req.method, (owner) => peers.forwardHttp(owner.entry, req, body, res))
+        })
+
+      const toTunnel = (ex: Exchange, tunnel: Tunnel) =>
+        Effect.gen(function*() {
+          const { fromPeer, keepAuthorization, req, res, route } = ex
+          const body = yield* bodyOf(ex, tunnel.bodyBudget())
+          const reservation = ex.reservation!
           yield* RelayMetrics.routed("local")
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
@@ -88,9 +120,12 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             res.end(noBody ? undefined : response.body)
             cutIfNotRead(res)
           }).pipe(
+            // The head is checked when it arrives (TunnelRequests), so this is not expected; a
+            // response whose writeHead threw is half-set (status, bodiless flag) and cannot be
+            // reused for a 502: the connection goes, rather than a wrong answer on it.
             Effect.catchAll((cause) =>
-              Effect.logWarning("request.bad_response_from_host", String(cause)).pipe(
-                Effect.zipRight(writeJson(res, 502, { error: "bad_response", message: "the host sent a response that is not valid HTTP" }))
+              Effect.logWarning("request.bad_response_from_host", LogLimits.clip(String(cause))).pipe(
+                Effect.zipRight(Effect.sync(() => res.destroy()))
               )
             )
           )
@@ -118,15 +153,28 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
         })
       }
 
+      /**
+       * Routes the request. One no relay could serve (the host between its tunnels, or its agent
+       * restarting) is held until the host registers somewhere, then routed once more. A request
+       * another relay forwarded here is not held: that relay holds it.
+       */
+      const dispatch = (ex: Exchange, held: boolean): Effect.Effect<void, ClientError> =>
+        router.locate(ex.route.hostId, { fromPeer: ex.fromPeer }).pipe(
+          Effect.flatMap((target): Effect.Effect<void, ClientError> => target._tag === "Remote" ? toRemote(ex, target) : toTunnel(ex, target.tunnel)),
+          Effect.catchIf(
+            (e) => !held && !ex.fromPeer && !ex.res.headersSent && mayRetry(e, ex.req.method),
+            (e) =>
+              Effect.flatMap(holds.wait(ex.route.hostId), (outcome) => (outcome === "released_by_event" ? dispatch(ex, true) : Effect.fail(e)))
+          )
+        )
+
       const handle = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {
           const { credential, route, fromPeer } = yield* access.admit(req, url)
           // On a host's hostname every path is the host's.
           if (route.via === "path" && route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
-          const target = yield* router.locate(route.hostId, { fromPeer })
-          return yield* target._tag === "Remote"
-            ? toRemote(req, res, target)
-            : toTunnel(req, res, route, target.tunnel, fromPeer, credential === "session")
+          const keepAuthorization = credential === "session"
+          yield* dispatch({ req, res, route, fromPeer, keepAuthorization, body: undefined, reservation: undefined }, false)
         }).pipe(Effect.catchAll((e) => writeError(res, e)))
 
       return ClientRequests.of({ handle })

@@ -8,6 +8,7 @@ import type * as http from "node:http"
 import { RelayConfig } from "../config/RelayConfig.js"
 import { Directory } from "../directory/Directory.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
+import { Holds } from "../routing/Holds.js"
 import { Draining } from "../tunnel/Draining.js"
 import { TunnelRegistry } from "../tunnel/TunnelRegistry.js"
 import { writeJson } from "./Responses.js"
@@ -24,6 +25,7 @@ export class Endpoints extends Context.Tag("effect-relay/Endpoints")<Endpoints, 
       const registry = yield* TunnelRegistry
       const draining = yield* Draining
       const directory = yield* Directory
+      const holds = yield* Holds
 
       const health = (res: http.ServerResponse) => writeJson(res, 200, { ok: true, region: config.region, machineId: config.machineId })
 
@@ -39,6 +41,7 @@ export class Endpoints extends Context.Tag("effect-relay/Endpoints")<Endpoints, 
         Effect.gen(function*() {
           yield* Metric.set(RelayMetrics.tunnelsOpen, registry.size())
           yield* Metric.set(RelayMetrics.pendingRequests, registry.pendingRequests())
+          yield* Metric.set(RelayMetrics.heldRequests, holds.size())
           const text = yield* PrometheusText.render(["relay_"])
           res.writeHead(200, { "content-type": PrometheusText.contentType, "content-length": Buffer.byteLength(text) })
           res.end(text)

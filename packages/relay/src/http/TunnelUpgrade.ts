@@ -6,7 +6,7 @@
  * an authenticated host only to close it 4001 at once, the code that brings it straight back
  * elsewhere (checked again after the async auth, and by the registry).
  */
-import { decodeHostId, FeaturesHeader, LogLimits, parseFeatures } from "@effect-relay/protocol"
+import { decodeHostId, FeaturesHeader, InstanceHeader, LogLimits, parseFeatures, SessionHeader } from "@effect-relay/protocol"
 import { Context, Effect, Either, Layer } from "effect"
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
@@ -18,8 +18,18 @@ import { TunnelRegistry } from "../tunnel/TunnelRegistry.js"
 import { type ClientError, toHttpError } from "./ErrorResponse.js"
 import { bearerToken, takeToken } from "./HostRoute.js"
 import { BadHostId } from "./HttpErrors.js"
-import { rejectUpgrade } from "./Responses.js"
+import { rejectUpgrade, writeRaw } from "./Responses.js"
 import { makeUpgrade } from "./WsUpgrade.js"
+
+/** Which agent instance, and which of its sessions, a tunnel is (agents before instances say neither). */
+const agentOf = (req: http.IncomingMessage): { readonly instanceId: string | undefined; readonly session: number } => {
+  const instance = req.headers[InstanceHeader]
+  const session = Number(req.headers[SessionHeader])
+  return {
+    instanceId: typeof instance === "string" && /^[A-Za-z0-9-]{1,64}$/.test(instance) ? instance : undefined,
+    session: Number.isInteger(session) && session >= 0 && session < 64 ? session : 0
+  }
+}
 
 const refusal = (e: ClientError): RelayMetrics.RegistrationResult =>
   e._tag === "Forbidden" ? "refused_forbidden" : e._tag === "BadHostId" ? "refused_bad_host_id" : "refused_unauthorized"
@@ -67,9 +77,20 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
           const token = bearerToken(req.headers.authorization, takeToken(query).token)
           const authorized = yield* Effect.either(auth.authorize(token, hostId.right))
           if (Either.isLeft(authorized)) return yield* refuse(socket, rawHostId, authorized.left)
+          const { instanceId, session } = agentOf(req)
+          // A second tunnel of one agent belongs on another relay: with Fly's proxy in front, it is
+          // replayed to another machine before any upgrade; else the registry closes it 4003.
+          if (instanceId !== undefined && config.routing === "fly-replay" && registry.holdsOtherSession(hostId.right, instanceId, session)) {
+            yield* RelayMetrics.registration("refused_held_here")
+            return yield* writeRaw(socket, 200, { "fly-replay": "elsewhere=true" })
+          }
           const conn = yield* upgrade(req, socket, head)
           if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId.right)
-          yield* registry.register(hostId.right, conn, { features: parseFeatures(req.headers[FeaturesHeader]) })
+          yield* registry.register(hostId.right, conn, {
+            features: parseFeatures(req.headers[FeaturesHeader]),
+            ...(instanceId !== undefined ? { instanceId } : {}),
+            session
+          })
         }).pipe(
           // A registration is seen through to its answer, also when the relay stops meanwhile: the
           // registry then refuses it with 4001 (the host comes back at once), where an interrupted

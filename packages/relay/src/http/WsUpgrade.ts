@@ -20,16 +20,18 @@ export const makeUpgrade = (maxPayload: number): Upgrade => {
     handleProtocols: (protocols) => protocols.values().next().value ?? false
   })
   return (req, socket, head) =>
-    Effect.async<WebSocket>((resume) => {
+    Effect.async<Transport.Transport>((resume) => {
       // ws never calls back when it refuses the handshake (it answers 400 and destroys the
       // socket), nor when the socket is already gone: end with the socket, then.
       const onClose = () => resume(Effect.interrupt)
       socket.once("close", onClose)
       if (socket.destroyed) return resume(Effect.interrupt)
-      wss.handleUpgrade(req, socket, head, (ws) => {
+      wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
         socket.off("close", onClose)
-        resume(Effect.succeed(ws))
+        // The transport's listeners go on now, in ws's callback: frames that came with the upgrade
+        // are parsed on the next tick, and a bad one would otherwise raise an unheard `error`.
+        resume(Effect.succeed(Transport.unsafeFromWebSocket(ws)))
       })
       return Effect.sync(() => socket.off("close", onClose))
-    }).pipe(Effect.flatMap(Transport.fromWebSocket))
+    })
 }

@@ -24,6 +24,7 @@ export type RegistrationResult =
   | "refused_forbidden"
   | "refused_bad_host_id"
   | "refused_draining"
+  | "refused_held_here"
   | "directory_unavailable"
 export const registration = (result: RegistrationResult) => Metric.increment(registrations(result))
 
@@ -81,3 +82,13 @@ export type Limit =
   | "bad_frame"
 /** One hit of a bound, counted now (from a callback or an effect). */
 export const limitHit = (limit: Limit) => limitHits(limit).unsafeUpdate(1, [])
+
+export const heldRequests = Metric.gauge("relay_held_requests", {
+  description: "Client requests and WebSockets held for a host that no relay could serve yet, waiting for its registration."
+})
+const holds = byTag(
+  counter("relay_holds_total", "Requests held for a host, by how the hold ended: released_by_event (the host registered), timed_out (HOLD_MS), refused (MAX_HELD held already)."),
+  "outcome"
+)
+/** One hold ended so. */
+export const hold = (outcome: "released_by_event" | "timed_out" | "refused") => Effect.sync(() => holds(outcome).unsafeUpdate(1, []))

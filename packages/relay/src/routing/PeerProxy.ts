@@ -5,7 +5,7 @@ import * as http from "node:http"
 import { RelayConfig } from "../config/RelayConfig.js"
 import type { DirectoryEntry } from "../directory/Directory.js"
 import { requestHeadersForPeer, responseHeadersForClient } from "../http/ForwardHeaders.js"
-import { PeerForbidden, PeerUnreachable } from "./RoutingErrors.js"
+import { isConnectFailure, PeerForbidden, PeerUnreachable } from "./RoutingErrors.js"
 
 /** Headers that mark a request one relay forwards to another. */
 export const PeerHeaders = {
@@ -98,7 +98,12 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
               resume(Effect.void)
             } else {
               const staleSocket = KeepAliveRetry.isStaleSocket(upstream, cause)
-              resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause, ...(staleSocket ? { staleSocket } : {}) })))
+              resume(Effect.fail(new PeerUnreachable({
+                owner: entry.owner,
+                cause,
+                ...(staleSocket ? { staleSocket } : {}),
+                ...(isConnectFailure(cause) ? { notSent: true } : {})
+              })))
             }
           })
           upstream.end(body)
@@ -116,7 +121,8 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
         return Transport.connect(url, { headers, timeoutMs: 10_000 }).pipe(
           Effect.catchAllDefect((cause) => Effect.fail(new PeerUnreachable({ owner: entry.owner, cause }))),
           Effect.catchTag("ConnectError", (e): Effect.Effect<never, PeerUnreachable | Transport.ConnectError> =>
-            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e })) : Effect.fail(e)),
+            // No WebSocket was opened: nothing of the client's reached the peer.
+            e.status === undefined ? Effect.fail(new PeerUnreachable({ owner: entry.owner, cause: e, notSent: true })) : Effect.fail(e)),
           Effect.tapError((e) => (e._tag === "PeerUnreachable" ? logUnreachable(e) : Effect.void))
         )
       }

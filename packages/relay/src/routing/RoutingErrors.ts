@@ -21,9 +21,26 @@ export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{
   readonly cause?: unknown
   /** The request failed on a reused keep-alive socket the peer had closed: safe to send again. */
   readonly staleSocket?: boolean
+  /** The connection to the peer was never made (refused, unreachable): nothing of the request reached it. */
+  readonly notSent?: boolean
 }> {
   get message() {
     // What the client reads: the owner's name and address are internal (logged as peer.unreachable).
     return "the relay holding this host cannot be reached"
   }
 }
+
+/** Connecting failed outright: nothing was sent. */
+const connectFailures = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "ECONNABORTED"])
+export const isConnectFailure = (cause: unknown): boolean => connectFailures.has((cause as NodeJS.ErrnoException | undefined)?.code ?? "")
+
+/** Methods a client may have sent twice without harm (RFC 9110 9.2.2). */
+const idempotent = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
+
+/**
+ * Whether a request that failed so may go to another relay, now or once its host registers
+ * again: nothing of it reached a host (no relay holds the host; the owner could not be
+ * connected to), or sending it twice does no harm.
+ */
+export const mayRetry = (e: { readonly _tag: string; readonly notSent?: boolean }, method: string | undefined): boolean =>
+  e._tag === "HostOffline" || (e._tag === "PeerUnreachable" && (e.notSent === true || idempotent.has(method ?? "GET")))

@@ -15,8 +15,11 @@ import type { Draining } from "./Draining.js"
 import type { Tunnel } from "./Tunnel.js"
 
 export interface DirectorySync {
-  /** Writes a new tunnel's entry (after the start-up clear), three tries in all. */
-  readonly register: (tunnel: Tunnel) => Effect.Effect<DirectoryEntry, DirectoryUnavailable>
+  /**
+   * Writes a new tunnel's entry (after the start-up clear), three tries in all; returns it, and the
+   * entries of an older instance of the host it replaced on other relays.
+   */
+  readonly register: (tunnel: Tunnel) => Effect.Effect<{ readonly entry: DirectoryEntry; readonly replaced: ReadonlyArray<DirectoryEntry> }, DirectoryUnavailable>
   /** Removes a tunnel's entry if it is still that tunnel's; a failure is logged. */
   readonly unregister: (entry: DirectoryEntry) => Effect.Effect<void>
   /** Refreshes (or restores) live tunnels' entries; failures are remembered and repaired by the sweep. */
@@ -34,6 +37,8 @@ export interface DirectorySyncDeps {
   readonly isLive: (tunnel: Tunnel) => boolean
   /** The live tunnels now. */
   readonly live: () => Iterable<Tunnel>
+  /** A tunnel's heartbeat found it replaced (a newer instance of its host registered): close it. */
+  readonly onReplaced: (tunnel: Tunnel) => Effect.Effect<void>
 }
 
 /** Three tries in all: 100 ms, then 200 ms apart. */
@@ -53,13 +58,18 @@ export const make = (deps: DirectorySyncDeps): Effect.Effect<DirectorySync, neve
         hostId: tunnel.hostId,
         owner,
         tunnelId: tunnel.tunnelId,
+        instanceId: tunnel.instanceId,
         connectedAt: tunnel.connectedAt,
         internalUrl
       }))
 
     const register = (tunnel: Tunnel) =>
       Effect.flatMap(entryOf(tunnel), (entry) =>
-        ensureCleared.pipe(Effect.zipRight(directory.register(entry)), Effect.retry(threeTries), Effect.as(entry)))
+        ensureCleared.pipe(
+          Effect.zipRight(directory.register(entry)),
+          Effect.retry(threeTries),
+          Effect.map((replaced) => ({ entry, replaced }))
+        ))
 
     const unregister = (entry: DirectoryEntry) =>
       directory.unregister(entry).pipe(
@@ -74,7 +84,10 @@ export const make = (deps: DirectorySyncDeps): Effect.Effect<DirectorySync, neve
         if (result._tag === "Left") return dirty.add(tunnel)
         dirty.delete(tunnel)
         if (result.right === "restored") yield* Effect.logInfo("tunnel.directory_restored")
-        if (result.right === "moved") yield* Effect.logWarning("tunnel.directory_owned_elsewhere")
+        if (result.right === "replaced") {
+          yield* Effect.logInfo("tunnel.replaced_elsewhere")
+          yield* deps.onReplaced(tunnel)
+        }
       }).pipe(Effect.annotateLogs({ hostId: tunnel.hostId, tunnelId: tunnel.tunnelId }))
 
     const refresh = (tunnels: Iterable<Tunnel>) => Effect.forEach(tunnels, refreshOne, { concurrency: 64, discard: true })

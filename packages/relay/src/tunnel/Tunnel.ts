@@ -46,6 +46,10 @@ type CloseInfo = Transport.CloseInfo
 export interface Tunnel {
   readonly hostId: HostId
   readonly tunnelId: string
+  /** The agent process it belongs to (its `tunnelId` for agents that do not say). */
+  readonly instanceId: string
+  /** Which session of that instance it is (0 for agents that do not say). */
+  readonly session: number
   readonly connectedAt: number
   /** Sends a request to the host and waits for its response. */
   readonly request: (
@@ -67,6 +71,8 @@ export interface Tunnel {
   readonly takePong: () => boolean
   /** Sends the drain frame, once; true when this call sent it. */
   readonly notifyDrain: () => boolean
+  /** Tells the host which relay this is (the first frame, to agents that announce `hello`). */
+  readonly hello: (relay: { readonly relayId: string; readonly region: string }) => void
   /** Decides the close code the finalizer will use (for example 1000 when replaced). */
   readonly closeWith: (code: number, reason: string) => Effect.Effect<void>
   readonly pendingCount: () => number
@@ -75,6 +81,8 @@ export interface Tunnel {
 
 export interface TunnelOptions {
   readonly tunnelId?: string
+  readonly instanceId?: string
+  readonly session?: number
   /** Optional frames the host announced it understands (`Features`). */
   readonly features?: ReadonlySet<string>
   /** Ping from a fiber of this tunnel's own (default). A registry pings all its tunnels from one fiber instead. */
@@ -169,6 +177,8 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
     return {
       hostId,
       tunnelId: life.tunnelId,
+      instanceId: options.instanceId ?? life.tunnelId,
+      session: options.session ?? 0,
       connectedAt: Date.now(),
       request: requests.request,
       hasRoomForChannel: channels.hasRoom,
@@ -183,6 +193,7 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
         return was
       },
       notifyDrain: () => notifyDrain(life),
+      hello: ({ region, relayId }) => void conn.unsafeSend(RelayToHostCodec.encode({ _tag: "hello", relayId, region, tunnelId: life.tunnelId })),
       closeWith: (code, reason) => Effect.sync(() => closeWith(life, code, reason)),
       pendingCount: requests.size,
       channelCount: channels.size
@@ -247,8 +258,11 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
     } catch (defect) {
       rest = Effect.die(defect)
     }
-    // A bug in handling one frame is logged; it must not stop the frames after it.
-    if (rest !== Effect.void) life.run(Effect.catchAllDefect(rest, (d) => Effect.logError("tunnel.frame_defect", d)))
+    // A bug in handling one frame is logged (rate-limited like every event a peer can repeat); it
+    // must not stop the frames after it.
+    if (rest !== Effect.void) {
+      life.run(Effect.catchAllDefect(rest, (defect) => logLimited(life, "tunnel.frame_defect", { defect: LogLimits.clip(String(defect)) })))
+    }
   })
   conn.onClose((info) => {
     frames.stop()

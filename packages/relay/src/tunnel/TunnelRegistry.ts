@@ -7,8 +7,8 @@
  * refreshes the directory entries of those that answered. `DirectorySync` keeps the directory
  * true to what is here.
  */
-import { CloseCodes, CloseReasons, type HostId, type Transport } from "@effect-relay/protocol"
-import { Context, Effect, ExecutionStrategy, Exit, Fiber, FiberId, FiberSet, Layer, Option, Schedule, Scope } from "effect"
+import { CloseCodes, CloseReasons, Features, type HostId, type Transport } from "@effect-relay/protocol"
+import { Context, Effect, ExecutionStrategy, Exit, Fiber, FiberId, FiberSet, Layer, Option, Schedule, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RelayAddress } from "../config/RelayAddress.js"
 import { RelayConfig, type RelaySettings } from "../config/RelayConfig.js"
@@ -27,6 +27,9 @@ interface Held {
 export interface RegisterOptions {
   /** Optional frames the host announced it understands. */
   readonly features?: ReadonlySet<string>
+  /** The agent process the tunnel belongs to, and which of its sessions it is. */
+  readonly instanceId?: string
+  readonly session?: number
 }
 
 /** What closing every tunnel at once did, for the drain's log events. */
@@ -44,6 +47,11 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
   readonly register: (hostId: HostId, conn: Transport.Transport, options?: RegisterOptions) => Effect.Effect<void>
   /** The local tunnel for a host, if this relay holds it. */
   readonly get: (hostId: HostId) => Option.Option<Tunnel.Tunnel>
+  /**
+   * Whether this relay already holds a tunnel of this agent instance from another of its sessions:
+   * a second tunnel of one agent belongs on another relay (4003, or fly-replay elsewhere).
+   */
+  readonly holdsOtherSession: (hostId: HostId, instanceId: string, session: number) => boolean
   readonly size: () => number
   /** Requests in flight over all tunnels (for the pending-requests gauge, read at scrape time). */
   readonly pendingRequests: () => number
@@ -62,6 +70,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       const config = yield* RelayConfig
       const draining = yield* Draining
       const owner = ownerId(config.region, config.machineId)
+      const directory = yield* Directory
       // What tunnels start from their sockets' callbacks runs here, interrupted when the registry closes.
       const run = yield* FiberSet.makeRuntime<never>()
       /** Open tunnels and their scopes. */
@@ -69,33 +78,55 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
       const sync = yield* DirectorySync.make({
         config,
-        directory: yield* Directory,
+        directory,
         address: yield* RelayAddress,
         draining,
         owner,
         isLive: (tunnel) => local.get(tunnel.hostId)?.tunnel === tunnel,
-        live: () => [...local.values()].map((held) => held.tunnel)
+        live: () => [...local.values()].map((held) => held.tunnel),
+        onReplaced: (tunnel) => replaceLocal(tunnel.hostId, tunnel)
       })
+
+      /** Closes the local tunnel of a host (1000 "Replaced by new tunnel"): a newer tunnel took its place. */
+      const replaceLocal = (hostId: HostId, only?: Tunnel.Tunnel) =>
+        Effect.gen(function*() {
+          const previous = local.get(hostId)
+          if (previous === undefined || (only !== undefined && previous.tunnel !== only)) return
+          yield* previous.tunnel.closeWith(CloseCodes.Normal, CloseReasons.Replaced)
+          yield* Effect.logInfo("tunnel.replaced").pipe(Effect.annotateLogs({ hostId, tunnelId: previous.tunnel.tunnelId }))
+          yield* Scope.close(previous.scope, Exit.void)
+        })
+
+      // A new instance of a host registered on another relay: its older instance's tunnel here goes.
+      yield* Stream.runForEach(directory.registrations, (event) => {
+        const held = local.get(event.hostId)
+        return held !== undefined && held.tunnel.instanceId !== event.instanceId ? replaceLocal(event.hostId, held.tunnel) : Effect.void
+      }).pipe(Effect.forkScoped)
 
       // Every tunnel's scope is a child of this one: closing the registry (its Layer's scope)
       // closes them all at once, running every tunnel's finalizers concurrently.
       const tunnelsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
 
-      const open = openTunnel({ config, draining, sync, run, tunnelsScope, local })
+      const open = openTunnel({ config, owner, draining, sync, run, tunnelsScope, local })
 
       const register = (hostId: HostId, conn: Transport.Transport, options: RegisterOptions = {}) =>
         Effect.gen(function*() {
           if (draining.isDraining()) return yield* refuseWhileDraining(conn, hostId)
-          const previous = local.get(hostId)
-          if (previous !== undefined) {
-            yield* previous.tunnel.closeWith(CloseCodes.Normal, CloseReasons.Replaced)
-            yield* Effect.logInfo("tunnel.replaced").pipe(Effect.annotateLogs({ hostId, tunnelId: previous.tunnel.tunnelId }))
-            // Last write wins: the old tunnel is closed (1000) and its entry removed (by tunnel id,
-            // so never the new one's) before the new one is written.
-            yield* Scope.close(previous.scope, Exit.void)
-          }
-          yield* open(hostId, conn, randomUUID(), options)
+          const tunnelId = randomUUID()
+          const instanceId = options.instanceId ?? tunnelId
+          const session = options.session ?? 0
+          if (holdsOtherSession(hostId, instanceId, session)) return yield* refuseHeldHere(conn, hostId)
+          // Last write wins: the old tunnel (an older instance's, or this session's previous one) is
+          // closed (1000) and its entry removed (by tunnel id, so never the new one's) before the new
+          // one is written.
+          yield* replaceLocal(hostId)
+          yield* open(hostId, conn, tunnelId, { ...options, instanceId, session })
         })
+
+      const holdsOtherSession = (hostId: HostId, instanceId: string, session: number) => {
+        const held = local.get(hostId)?.tunnel
+        return held !== undefined && !held.isEnded() && held.instanceId === instanceId && held.session !== session
+      }
 
       yield* pingEveryTunnel(local, sync, config.pingIntervalMs)
 
@@ -111,6 +142,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
       return TunnelRegistry.of({
         register,
         get: (hostId) => Option.fromNullable(local.get(hostId)?.tunnel),
+        holdsOtherSession,
         size: () => local.size,
         pendingRequests: () => {
           let total = 0
@@ -127,6 +159,7 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
 
 interface OpenDeps {
   readonly config: RelaySettings
+  readonly owner: string
   readonly draining: Context.Tag.Service<typeof Draining>
   readonly sync: DirectorySync.DirectorySync
   /** Starts what tunnels start from their sockets' callbacks, interrupted when the registry closes. */
@@ -144,7 +177,15 @@ interface OpenDeps {
  * (unless a drain clears them all at once), then the tunnel (drain frame, flush, close), and only
  * then does it leave the local map, so a drain past its deadline can still name it.
  */
-const openTunnel = ({ config, draining, local, run, sync, tunnelsScope }: OpenDeps) =>
+/** A second tunnel of one agent instance on this relay is refused: 4003, its agent dials again to land elsewhere. */
+const refuseHeldHere = (conn: Transport.Transport, hostId: HostId) =>
+  Effect.logInfo("tunnel.refused").pipe(
+    Effect.zipRight(RelayMetrics.registration("refused_held_here")),
+    Effect.annotateLogs({ hostId, code: CloseCodes.HeldHere, reason: CloseReasons.HeldHere }),
+    Effect.zipRight(conn.close(CloseCodes.HeldHere, CloseReasons.HeldHere))
+  )
+
+const openTunnel = ({ config, draining, local, owner, run, sync, tunnelsScope }: OpenDeps) =>
 (hostId: HostId, conn: Transport.Transport, tunnelId: string, options: RegisterOptions) =>
   Effect.gen(function*() {
     const scope = yield* Scope.fork(tunnelsScope, ExecutionStrategy.sequential)
@@ -158,6 +199,8 @@ const openTunnel = ({ config, draining, local, run, sync, tunnelsScope }: OpenDe
     const tunnel = yield* Tunnel.make(hostId, conn, {
       tunnelId,
       ...(options.features !== undefined ? { features: options.features } : {}),
+      ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}),
+      ...(options.session !== undefined ? { session: options.session } : {}),
       pingSelf: false,
       run,
       // While draining, the drain's own events say what happened to every tunnel.
@@ -177,7 +220,10 @@ const openTunnel = ({ config, draining, local, run, sync, tunnelsScope }: OpenDe
       yield* tunnel.closeWith(CloseCodes.Internal, "directory unavailable")
       return yield* close
     }
-    const entry = written.right
+    const { entry, replaced } = written.right
+    if (replaced.length > 0) {
+      yield* Effect.logInfo("tunnel.instance_replaced").pipe(Effect.annotateLogs({ relays: replaced.map((e) => e.owner) }))
+    }
     // The tunnel may have ended, or the drain begun, while the write was in flight: take it back.
     if (draining.isDraining() || tunnel.isEnded()) {
       yield* Effect.logInfo("tunnel.register_rolled_back")
@@ -187,7 +233,8 @@ const openTunnel = ({ config, draining, local, run, sync, tunnelsScope }: OpenDe
     // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
     yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : sync.unregister(entry))))
     yield* RelayMetrics.registration("accepted")
-    yield* Effect.logInfo("tunnel.registered")
+    if (options.features?.has(Features.hello) === true) tunnel.hello({ relayId: owner, region: config.region })
+    yield* Effect.logInfo("tunnel.registered").pipe(Effect.annotateLogs({ instanceId: tunnel.instanceId, session: tunnel.session }))
   }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
 
 /**

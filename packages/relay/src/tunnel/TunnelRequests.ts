@@ -16,6 +16,7 @@ import {
   type Transport
 } from "@effect-relay/protocol"
 import { Effect, type Scope } from "effect"
+import * as http from "node:http"
 import type { RelaySettings } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { BadResponseFromHost, RequestTimeout, TooManyPendingRequests, TunnelClosed } from "./TunnelErrors.js"
@@ -66,15 +67,26 @@ interface Waiting {
   cancelTimeout: () => void
 }
 
-/** The bytes of a response's head: its headers as they would be written. */
-const headBytes = (headers: Headers): number => {
+/**
+ * What is wrong with a response's head, if anything: over `maxBytes` as it would be written, or a
+ * header name or value node:http refuses to write (a control character, a line break: a client's
+ * connection must never get a head the relay did not mean).
+ */
+const headProblem = (headers: Headers, maxBytes: number): string | undefined => {
   let n = 0
-  for (const name in headers) {
-    const value = headers[name]!
-    if (typeof value === "string") n += name.length + value.length + 4
-    else for (const v of value) n += name.length + v.length + 4
+  try {
+    for (const name in headers) {
+      http.validateHeaderName(name)
+      const value = headers[name]!
+      for (const v of typeof value === "string" ? [value] : value) {
+        http.validateHeaderValue(name, v)
+        n += name.length + v.length + 4
+      }
+    }
+  } catch {
+    return "a header node:http cannot write"
   }
-  return n
+  return n > maxBytes ? `head over ${maxBytes} bytes` : undefined
 }
 
 export const make = (ctx: RequestsContext): Effect.Effect<TunnelRequests, never, Scope.Scope> =>
@@ -104,9 +116,10 @@ export const make = (ctx: RequestsContext): Effect.Effect<TunnelRequests, never,
         // The client went away or the request timed out before the host answered.
         return Effect.logDebug("tunnel.late_response").pipe(Effect.annotateLogs({ requestId: message.id }))
       }
-      if (headBytes(message.headers) > config.maxResponseHeaderBytes) {
+      const problem = headProblem(message.headers, config.maxResponseHeaderBytes)
+      if (problem !== undefined) {
         RelayMetrics.limitHit("response_head")
-        settle(message.id, waiting, Effect.fail(new BadResponseFromHost({ hostId, reason: `head over ${config.maxResponseHeaderBytes} bytes` })))
+        settle(message.id, waiting, Effect.fail(new BadResponseFromHost({ hostId, reason: problem })))
         return Effect.void
       }
       settle(message.id, waiting, Effect.succeed({ status: message.status, headers: message.headers, body: decodeBytes(message.body, message.bodyEncoding) }))

@@ -1,0 +1,66 @@
+/** Requests held for a host between its tunnels: released by its registration, or answered after HOLD_MS. */
+import type { HostId } from "@effect-relay/protocol"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, PubSub, Stream, TestClock } from "effect"
+import type { Registration } from "../src/directory/Directory.js"
+import * as Holds from "../src/routing/Holds.js"
+
+const registration = (hostId: string): Registration => ({ hostId: hostId as HostId, owner: "iad:a", tunnelId: "t", instanceId: "i" })
+
+const setup = (options: { readonly holdMs?: number; readonly maxHeld?: number } = {}) =>
+  Effect.gen(function*() {
+    const events = yield* PubSub.unbounded<Registration>()
+    const holds = yield* Holds.make({ holdMs: options.holdMs ?? 10_000, maxHeld: options.maxHeld ?? 10_000 }, Stream.fromPubSub(events))
+    yield* Effect.yieldNow() // the reader is subscribed
+    return { holds, events }
+  })
+
+describe("holds", () => {
+  it.scoped("a held request is released by its host's registration, not by another host's", () =>
+    Effect.gen(function*() {
+      const { events, holds } = yield* setup()
+      const held = yield* Effect.fork(holds.wait("acme:a" as HostId))
+      yield* TestClock.adjust("1 second")
+      expect(holds.size()).toBe(1)
+      yield* PubSub.publish(events, registration("acme:other"))
+      yield* TestClock.adjust("1 second")
+      expect(held.unsafePoll()).toBeNull()
+      yield* PubSub.publish(events, registration("acme:a"))
+      expect(yield* Fiber.join(held)).toBe("released_by_event")
+      expect(holds.size()).toBe(0)
+    }))
+
+  it.scoped("a hold that no registration ends times out after HOLD_MS", () =>
+    Effect.gen(function*() {
+      const { holds } = yield* setup({ holdMs: 10_000 })
+      const held = yield* Effect.fork(holds.wait("acme:a" as HostId))
+      yield* TestClock.adjust("9999 millis")
+      expect(held.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(held)).toBe("timed_out")
+      expect(holds.size()).toBe(0)
+    }))
+
+  it.scoped("over MAX_HELD a request is refused at once; a hold that ends makes room", () =>
+    Effect.gen(function*() {
+      const { events, holds } = yield* setup({ maxHeld: 2 })
+      const first = yield* Effect.fork(holds.wait("acme:a" as HostId))
+      yield* Effect.fork(holds.wait("acme:b" as HostId))
+      yield* TestClock.adjust("1 millis")
+      expect(yield* holds.wait("acme:c" as HostId)).toBe("refused")
+      yield* PubSub.publish(events, registration("acme:a"))
+      expect(yield* Fiber.join(first)).toBe("released_by_event")
+      const again = yield* Effect.fork(holds.wait("acme:c" as HostId))
+      yield* TestClock.adjust("1 millis")
+      expect(again.unsafePoll()).toBeNull()
+    }))
+
+  it.scoped("a held request whose client goes away leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const { holds } = yield* setup()
+      const held = yield* Effect.fork(holds.wait("acme:a" as HostId))
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.interrupt(held)
+      expect(holds.size()).toBe(0)
+    }))
+})

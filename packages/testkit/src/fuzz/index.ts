@@ -1,0 +1,2 @@
+export * from "./FuzzRunner.js"
+export { type Prng, parseSeed, prng, randomSeed } from "./Prng.js"

@@ -72,6 +72,17 @@ const handshakeHeaders = (open: WsOpen): Record<string, string> => {
   return out
 }
 
+/**
+ * The subprotocol to offer the target (Vite's HMR socket is `vite-hmr`, GraphQL's
+ * `graphql-transport-ws`): the relay accepted the client's first one, so the target is offered
+ * that one alone, and either speaks it or refuses.
+ */
+const protocolsOf = (open: WsOpen): Array<string> => {
+  const offered = Object.entries(open.headers ?? {}).find(([name]) => name.toLowerCase() === "sec-websocket-protocol")?.[1]
+  const first = (typeof offered === "string" ? offered : offered?.join(","))?.split(",")[0]?.trim()
+  return first === undefined || first === "" ? [] : [first]
+}
+
 export const targetWsUrl = (targetUrl: string, open: WsOpen): string => {
   const target = new URL(targetUrl)
   const scheme = target.protocol === "https:" ? "wss:" : "ws:"
@@ -110,7 +121,7 @@ export const make = (
         // Disconnected: a session that ends while the target is still answering the handshake does not wait for it.
         // Its Exit is returned, never failed, so the runtime has no unhandled error to report.
         const connected = yield* Effect.disconnect(Effect.exit(
-          Transport.connect(url, { headers: handshakeHeaders(open), timeoutMs: options.connectTimeoutMs })
+          Transport.connect(url, { headers: handshakeHeaders(open), protocols: protocolsOf(open), timeoutMs: options.connectTimeoutMs })
         ))
         if (Exit.isFailure(connected)) {
           if (Cause.isInterruptedOnly(connected.cause)) return yield* Effect.interrupt

@@ -83,6 +83,19 @@ describe("WebSocket channels (real ws target)", () => {
       yield* Fiber.interrupt(session)
     }))
 
+  it.scopedLive("the client's subprotocol (the one the relay accepted: its first) is offered to the target", () =>
+    Effect.gen(function*() {
+      const { connections, url } = yield* echoServer({ handleProtocols: (protocols) => (protocols.has("vite-hmr") ? "vite-hmr" : false) })
+      const { next, send, session } = yield* start(url)
+      yield* send(WsOpen.make({ id: "c9", path: "/", query: "token=vite-s-own", headers: { "sec-websocket-protocol": "vite-hmr, vite-ping" } }))
+      yield* send(WsFrame.make({ id: "c9", data: "hot" }))
+      const connection = yield* Queue.take(connections)
+      expect(connection.request.headers["sec-websocket-protocol"]).toBe("vite-hmr")
+      expect(connection.socket.protocol).toBe("vite-hmr")
+      expect(yield* next).toEqual(WsFrame.make({ id: "c9", data: "hot" }))
+      yield* Fiber.interrupt(session)
+    }))
+
   it.scopedLive("frames sent before the target socket is open are queued and delivered in order", () =>
     Effect.gen(function*() {
       // The target takes 200 ms to accept the upgrade.

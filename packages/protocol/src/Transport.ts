@@ -360,6 +360,8 @@ export const unsafeFromWebSocket = (ws: WebSocket): Transport => attach(ws, make
 
 export interface ConnectOptions {
   readonly headers?: Record<string, string>
+  /** Subprotocols to offer (`Sec-WebSocket-Protocol`). */
+  readonly protocols?: ReadonlyArray<string>
   /** How long to wait for the upgrade to complete. */
   readonly timeoutMs?: number
   /** Largest frame accepted from the peer, in bytes. */
@@ -382,7 +384,7 @@ export const connect = (url: string, options: ConnectOptions = {}): Effect.Effec
     const [inbox, closed] = yield* makeState
     const [, transport] = yield* Effect.acquireRelease(
       Effect.async<readonly [WebSocket, Transport], ConnectError>((resume) => {
-        const ws = new WebSocket(url, {
+        const ws = new WebSocket(url, [...(options.protocols ?? [])], {
           headers: options.headers,
           handshakeTimeout: options.timeoutMs ?? 20_000,
           maxPayload: options.maxPayload ?? 64 * 1024 * 1024,

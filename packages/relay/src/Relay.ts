@@ -6,6 +6,7 @@
  */
 import { Effect, Layer, Option } from "effect"
 import { Auth } from "./auth/Auth.js"
+import { SessionCookies } from "./auth/SessionCookie.js"
 import { RelayAddress } from "./config/RelayAddress.js"
 import { RelayConfig } from "./config/RelayConfig.js"
 import { Directory } from "./directory/Directory.js"
@@ -13,10 +14,12 @@ import * as MemoryDirectory from "./directory/Memory.js"
 import * as RedisDirectory from "./directory/Redis.js"
 import { Drain, type DrainOptions } from "./Drain.js"
 import { BodyBudgets } from "./http/BodyBudgets.js"
+import { BrowserLogin } from "./http/BrowserLogin.js"
 import { ClientRequests } from "./http/ClientRequests.js"
 import { ClientSockets } from "./http/ClientSockets.js"
 import { Endpoints } from "./http/Endpoints.js"
 import { RelayServer } from "./http/RelayServer.js"
+import { RouteAccess } from "./http/RouteAccess.js"
 import { TunnelUpgrade } from "./http/TunnelUpgrade.js"
 import { Holds } from "./routing/Holds.js"
 import { PeerProxy } from "./routing/PeerProxy.js"
@@ -28,10 +31,11 @@ import { TunnelRegistry } from "./tunnel/TunnelRegistry.js"
 export const relayLayer = (options: DrainOptions = {}) =>
   Drain.layer(options).pipe(
     Layer.provideMerge(RelayServer.layer),
-    Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer)),
+    Layer.provideMerge(Layer.mergeAll(ClientRequests.layer, ClientSockets.layer, TunnelUpgrade.layer, Endpoints.layer, BrowserLogin.layer)),
+    Layer.provideMerge(RouteAccess.layer),
     Layer.provideMerge(Layer.mergeAll(Router.layer, PeerProxy.layer, BodyBudgets.layer, Holds.layer)),
     Layer.provideMerge(Layer.merge(TunnelRegistry.layer, Admission.layer)),
-    Layer.provideMerge(Auth.layer),
+    Layer.provideMerge(Layer.mergeAll(Auth.layer, SessionCookies.layer)),
     Layer.provideMerge(RelayAddress.layer),
     Layer.provideMerge(Draining.layer)
   )

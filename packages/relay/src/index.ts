@@ -1,5 +1,6 @@
 export * from "./auth/Auth.js"
 export * from "./auth/AuthErrors.js"
+export * from "./auth/SessionCookie.js"
 export * from "./auth/Token.js"
 export * from "./config/RelayAddress.js"
 export * from "./config/RelayConfig.js"

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import { normalisePath, parseHostRoute } from "../src/http/HostRoute.js"
+import { hostnameOf, normalisePath, parseHostRoute, reservedLabels, routeOf as routeOnSite, siteOf } from "../src/http/HostRoute.js"
 
 const routeOf = (url: string) => {
   const parsed = parseHostRoute(url)
@@ -64,5 +64,70 @@ describe("the path a host gets", () => {
     expect(normalisePath("//")).toBe("/")
     expect(normalisePath("/./")).toBe("/")
     expect(normalisePath("/a/b/../c/./d")).toBe("/a/c/d")
+  })
+})
+
+describe("a host's hostname", () => {
+  const domain = "relay.example.com"
+  const site = (host: string | undefined) => siteOf(host, domain)
+
+  it("{name}--{org}.D is org:name, with or without a port, in any case, with a trailing dot", () => {
+    for (const host of ["laptop--acme.relay.example.com", "laptop--acme.relay.example.com:8443", "LapTop--ACME.Relay.Example.COM", "laptop--acme.relay.example.com."]) {
+      expect(site(host), host).toEqual({ _tag: "Host", hostId: "acme:laptop" })
+    }
+    expect(site("my-dev-box--team-7.relay.example.com")).toEqual({ _tag: "Host", hostId: "team-7:my-dev-box" })
+    expect(site(`${"a".repeat(30)}--${"b".repeat(31)}.relay.example.com`)).toMatchObject({ _tag: "Host" })
+  })
+
+  it("the apex, addresses and names outside the domain are the relay's own; without a public domain every name is", () => {
+    for (const host of [undefined, "relay.example.com", "relay.example.com:8080", "127.0.0.1:8080", "[::1]:8080", "effect-relay.fly.dev", "laptop--acme.example.com", "laptop--acme.relay.example.com.evil.net", "xrelay.example.com"]) {
+      expect(site(host), String(host)).toEqual({ _tag: "Relay" })
+    }
+    expect(siteOf("laptop--acme.relay.example.com", undefined)).toEqual({ _tag: "Relay" })
+  })
+
+  it("reserved labels and anything but {name}--{org} in lowercase letters, digits and single hyphens: not a host (400)", () => {
+    for (const label of reservedLabels) {
+      const answer = site(`${label}.relay.example.com`)
+      expect(answer._tag === "NotAHost" && answer.error.reserved, label).toBe(true)
+    }
+    const malformed = [
+      "laptop", "laptop-acme", "--acme", "laptop--", "-laptop--acme", "laptop--acme-", "laptop---acme", "lap--top--acme",
+      "lap_top--acme", "a.laptop--acme", "xn--bcher-kva", "xn--acme", `${"a".repeat(31)}--${"b".repeat(31)}`
+    ]
+    for (const label of malformed) {
+      const answer = site(`${label}.relay.example.com`)
+      expect(answer._tag === "NotAHost" && !answer.error.reserved, label).toBe(true)
+      if (answer._tag === "NotAHost") expect(answer.error.message).toContain("{name}--{org}.relay.example.com")
+    }
+    // A long name is cut in the message.
+    const long = site(`${"a".repeat(5000)}.relay.example.com`)
+    expect(long._tag === "NotAHost" && long.error.message.length < 400).toBe(true)
+  })
+
+  it("hostnameOf is the inverse, for the hostIds that have a hostname", () => {
+    for (const id of ["acme:laptop", "team-7:my-dev-box", "a:b"]) {
+      const hostname = hostnameOf(id as never, domain)!
+      expect(site(hostname), id).toEqual({ _tag: "Host", hostId: id })
+    }
+    for (const id of ["Acme:laptop", "bcher-kva:xn", "acme:lap_top", "acme:lap.top", "acme:lap--top", "acme:-laptop", `acme:${"a".repeat(60)}`]) {
+      expect(hostnameOf(id as never, domain), id).toBeUndefined()
+    }
+  })
+
+  it("on a host's hostname the whole URL is the host's: the path normalised, the query without the token", () => {
+    const host = site("laptop--acme.relay.example.com")
+    const route = routeOnSite(host, "/hosts/other:x/../a//b?token=t&x=1")
+    expect(route !== undefined && Either.isRight(route) && route.right).toEqual({
+      hostId: "acme:laptop",
+      via: "hostname",
+      path: "/hosts/a/b",
+      query: "x=1",
+      queryToken: "t",
+      fullQuery: "token=t&x=1"
+    })
+    // On the relay's own names: the path form, or nothing.
+    expect(routeOnSite({ _tag: "Relay" }, "/health")).toBeUndefined()
+    expect(routeOnSite({ _tag: "Relay" }, "/hosts/acme:x/y")).toMatchObject({ right: { hostId: "acme:x", via: "path", path: "/y" } })
   })
 })

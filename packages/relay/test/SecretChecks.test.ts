@@ -112,4 +112,22 @@ describe("secret checks at start-up", () => {
       }, production)
       expect(outcome.problem).toEqual(Option.none())
     }))
+
+  it.effect("with PUBLIC_DOMAIN, a JWKS relay needs RELAY_SESSION_SECRET (sessions are signed by the relay); the session secret is held to the same rules", () =>
+    Effect.gen(function*() {
+      const jwks = { key: { _tag: "Jwks", url: "https://issuer.example/jwks" }, issuer: Option.none(), audience: Option.none() } as const
+      const publicDomain = Option.some("relay.example.com")
+      const missing = refusal(yield* check({ auth: jwks, publicDomain }, laptop))
+      expect(missing.setting).toBe("RELAY_SESSION_SECRET")
+      expect(missing.message).toMatch(/^RELAY_SESSION_SECRET is required with RELAY_AUTH_JWKS_URL and PUBLIC_DOMAIN: .*--session-secret or RELAY_SESSION_SECRET\)$/)
+      expect(missing.message).not.toContain("\n")
+      // Without a public domain no session is ever made; with a shared secret the key comes from it.
+      expect((yield* check({ auth: jwks }, production)).problem).toEqual(Option.none())
+      expect((yield* check({ publicDomain }, production)).problem).toEqual(Option.none())
+      expect((yield* check({ auth: jwks, publicDomain, sessionSecret: Option.some(Redacted.make(secret32)) }, production)).problem).toEqual(Option.none())
+      const short = refusal(yield* check({ auth: jwks, publicDomain, sessionSecret: Option.some(Redacted.make(shortSecret)) }, production))
+      expect(short.message).toContain("RELAY_SESSION_SECRET is 8 bytes, under the 32 required in production")
+      const empty = refusal(yield* check({ publicDomain, sessionSecret: Option.some(Redacted.make(" ")) }, laptop))
+      expect(empty.message).toMatch(/^RELAY_SESSION_SECRET is empty/)
+    }))
 })

@@ -3,6 +3,7 @@ import {
   type LoggingProcess,
   messageOf,
   openSocket,
+  requestWithHost,
   startHostProcess,
   startRelayProcess,
   startTarget,
@@ -55,7 +56,7 @@ describe("no token is ever logged (relay and host processes, LOG_LEVEL=debug)", 
         relayAuthSecret: testSecret
       }
 
-      const relay = yield* startRelayProcess({ env: { RELAY_AUTH_SECRET: testSecret, DRAIN_FLUSH_MS: "100", ...debug } })
+      const relay = yield* startRelayProcess({ env: { RELAY_AUTH_SECRET: testSecret, DRAIN_FLUSH_MS: "100", PUBLIC_DOMAIN: "relay.test", ...debug } })
       const target = yield* startTarget
       const common = ["--relay", relay.ws, "--target", target.url, "--backoff-base-ms", "200", "--backoff-cap-ms", "400"]
       const [hostEnv, hostFlag, hostRefused] = yield* Effect.all([
@@ -89,6 +90,18 @@ describe("no token is ever logged (relay and host processes, LOG_LEVEL=debug)", 
       }
       queryTunnel.ws.close(1000, "done")
       yield* Effect.promise(() => queryTunnel.closed)
+
+      // A browser's login on a host's hostname, and a request with the session cookie it got: the
+      // cookie is a secret too.
+      const hostname = `env--acme.relay.test:${relay.port}`
+      const login = yield* requestWithHost(relay.port, hostname, `/echo?token=${clientToken}`)
+      expect(login.status).toBe(303)
+      const session = String(login.headers["set-cookie"]?.[0]).split(";")[0]!
+      secrets.sessionCookie = session.slice(session.indexOf("=") + 1)
+      expect((yield* requestWithHost(relay.port, hostname, "/echo", { headers: { cookie: session } })).status).toBe(200)
+      expect((yield* requestWithHost(relay.port, hostname, `/echo?token=${otherOrgToken}`)).status).toBe(403)
+      expect((yield* requestWithHost(relay.port, hostname, `/echo?token=${badSignatureToken}`, { headers: { accept: "text/html" } })).status).toBe(401)
+      expect((yield* requestWithHost(relay.port, hostname, "/echo", { headers: { cookie: `${session}x` } })).status).toBe(401)
 
       // Fail: wrong org, no such host, bad hostId, unknown path, bad signature, expired, a token of another org on a tunnel.
       const failures: Array<[string, RequestInit, number]> = [

@@ -10,7 +10,7 @@ import * as path from "node:path"
 const run = (args: ReadonlyArray<string>, env: Record<string, string | undefined> = {}, cwd?: string) =>
   Effect.async<{ code: number; stdout: string; stderr: string }>((resume) => {
     const clean = { ...process.env, ...env }
-    for (const k of ["RELAY_AUTH_SECRET", "RELAY_AUTH_JWKS_URL", "NODE_ENV", "FLY_APP_NAME"]) if (!(k in env)) delete clean[k]
+    for (const k of ["RELAY_AUTH_SECRET", "RELAY_AUTH_JWKS_URL", "NODE_ENV", "FLY_APP_NAME", "PUBLIC_DOMAIN", "RELAY_SESSION_SECRET"]) if (!(k in env)) delete clean[k]
     execFile(process.execPath, [relayBin, ...args], { env: clean as NodeJS.ProcessEnv, cwd, timeout: 20_000 }, (error, stdout, stderr) =>
       resume(Effect.succeed({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr })))
   })
@@ -54,5 +54,19 @@ describe("effect-relay CLI", () => {
         expect(refused.stdout + refused.stderr).toMatch(/RELAY_AUTH_SECRET/)
       }
       fs.rmSync(cwd, { recursive: true, force: true })
+    }), 60_000)
+
+  it.live("PUBLIC_DOMAIN must be a domain name; with JWKS it needs RELAY_SESSION_SECRET: one line each, exit 1, before listening", () =>
+    Effect.gen(function*() {
+      for (const domain of ["https://relay.example.com", "relay.example.com:443", "*.relay.example.com", "relay..example.com"]) {
+        const refused = yield* run(["serve", "--port", "0", "--public-domain", domain], { RELAY_AUTH_SECRET: testSecret })
+        expect(refused.code, domain).toBe(1)
+        expect(refused.stderr, domain).toContain("--public-domain must be a domain name")
+      }
+      const jwks = yield* run(["serve", "--port", "0"], { RELAY_AUTH_JWKS_URL: "https://issuer.example/jwks", PUBLIC_DOMAIN: "relay.example.com" })
+      expect(jwks.code).toBe(1)
+      expect(jwks.stderr.trim().split("\n")).toHaveLength(1)
+      expect(jwks.stderr).toMatch(/^effect-relay: RELAY_SESSION_SECRET is required with RELAY_AUTH_JWKS_URL and PUBLIC_DOMAIN/)
+      expect(jwks.stdout).not.toContain("relay.listening")
     }), 60_000)
 })

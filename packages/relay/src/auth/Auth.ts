@@ -10,6 +10,8 @@ import { lifetimeProblem } from "./TokenLifetime.js"
 export interface Grant {
   readonly orgs: ReadonlyArray<string>
   readonly subject: Option.Option<string>
+  /** The token's expiry (`exp`), in seconds since the epoch: nothing made from it may outlive it. */
+  readonly expiresAt: number
 }
 
 /** What `Auth` holds tokens to beyond their signature; `now` is the clock for expiry checks (tests pass their own). */
@@ -63,16 +65,19 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
         }).pipe(Effect.flatMap(({ payload }) => {
           const problem = lifetimeProblem(payload, rules.maxLifetimeSeconds, Math.floor(now() / 1000))
           if (problem !== undefined) return Effect.fail(new Unauthorized({ reason: problem }))
-          const grant = grantOf(payload)
+          const grant = grantOf(payload, payload.exp!)
           remember(token, grant, payload.exp!)
           return Effect.succeed(grant)
         }))
       }
-      const authorize = (token: string | undefined, hostId: HostId) =>
-        Effect.flatMap(verify(token), (grant) => {
-          const org = orgOf(hostId)
-          return grant.orgs.includes(org) ? Effect.succeed(grant) : Effect.fail(new Forbidden({ org }))
-        })
+      const authorize = (token: string | undefined, hostId: HostId) => {
+        const org = orgOf(hostId)
+        return verify(token).pipe(
+          // The org goes along so an answer can say which org a token is needed for.
+          Effect.mapError((e) => new Unauthorized({ reason: e.reason, org })),
+          Effect.filterOrFail((grant) => grant.orgs.includes(org), () => new Forbidden({ org }))
+        )
+      }
       return Auth.of({ verify, authorize })
     })
 
@@ -82,13 +87,13 @@ export class Auth extends Context.Tag("effect-relay/Auth")<Auth, {
   )
 }
 
-const grantOf = (payload: jose.JWTPayload): Grant => {
+const grantOf = (payload: jose.JWTPayload, expiresAt: number): Grant => {
   const orgs: Array<string> = []
   if (typeof payload.org === "string") orgs.push(payload.org)
   if (Array.isArray(payload.orgs)) {
     for (const org of payload.orgs) if (typeof org === "string") orgs.push(org)
   }
-  return { orgs, subject: Option.fromNullable(payload.sub) }
+  return { orgs, subject: Option.fromNullable(payload.sub), expiresAt }
 }
 
 const describe = (e: unknown): string => {

@@ -73,10 +73,19 @@ export const checkRelaySettings = (settings: RelaySettings): Effect.Effect<void,
           `TUNNEL_BODY_BUDGET_BYTES (${settings.tunnelBodyBudgetBytes}) <= BODY_BUDGET_BYTES (${settings.bodyBudgetBytes})`
       })
     }
+    if (Option.isSome(settings.publicDomain) && settings.auth.key._tag === "Jwks" && Option.isNone(settings.sessionSecret)) {
+      const s = relaySettings.sessionSecret
+      return yield* new ConfigProblem({
+        setting: s.env,
+        message: `${s.env} is required with RELAY_AUTH_JWKS_URL and PUBLIC_DOMAIN: the relay signs browser sessions itself and ` +
+          `has no secret of its own to derive their key from (set a random secret of at least ${minSecretBytes} bytes, the same on every relay, with ${Setting.howToSet(s)})`
+      })
+    }
     const production = yield* productionEvidence
     const secrets: Array<readonly [Pick<Setting.Setting<unknown>, "flag" | "env">, Redacted.Redacted<string>]> = []
     if (settings.auth.key._tag === "Secret") secrets.push([relaySettings.authSecret, settings.auth.key.secret])
     if (Option.isSome(settings.peerSecret)) secrets.push([relaySettings.peerSecret, settings.peerSecret.value])
+    if (Option.isSome(settings.sessionSecret)) secrets.push([relaySettings.sessionSecret, settings.sessionSecret.value])
     for (const [setting, secret] of secrets) {
       const bytes = yield* checkSecret(setting, secret, production)
       if (bytes < minSecretBytes) {

@@ -11,6 +11,9 @@ import * as TrustProxy from "./TrustProxy.js"
 
 export type Routing = "proxy" | "fly-replay"
 
+/** A domain name: dot-separated labels of letters, digits and inner hyphens (`localhost` too). */
+const domainName = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i
+
 export const relaySettings = {
   port: Setting.integer({
     flag: "port",
@@ -240,6 +243,26 @@ export const relaySettings = {
     description: "Secret shared by the relays, proving a proxied request comes from one of them. Required with REDIS_URL."
   }),
   trustProxy: trustProxySetting(),
+  // ---- hostnames: a host at {name}--{org}.PUBLIC_DOMAIN, with a browser login (README "Hostnames") ----
+  publicDomain: Setting.optionalText({
+    flag: "public-domain",
+    env: "PUBLIC_DOMAIN",
+    check: {
+      message: "must be a domain name such as relay.example.com (letters, digits, hyphens and dots; no scheme, port or wildcard)",
+      validation: (text) => domainName.test(text)
+    },
+    description: "Domain under which every host also has a hostname of its own: org:name at name--org.<domain> " +
+      "(lowercase letters, digits and single hyphens), every path and WebSocket included, with a browser login " +
+      "(?token= becomes a session cookie). Point a wildcard DNS record *.<domain> at the relay. Without it, hosts " +
+      "are reached at /hosts/{org}:{name}/ only."
+  }),
+  sessionSecret: Setting.optionalSecret({
+    flag: "session-secret",
+    env: "RELAY_SESSION_SECRET",
+    description: "Secret the browser session cookies are signed with (HMAC-SHA256 with a key derived by HKDF; the same on " +
+      "every relay). Without it the key is derived from RELAY_AUTH_SECRET; required with RELAY_AUTH_JWKS_URL and " +
+      "PUBLIC_DOMAIN. Changing it ends every browser session."
+  }),
   maxHeaderBytes: Setting.integer({
     flag: "max-header-bytes",
     env: "MAX_HEADER_BYTES",

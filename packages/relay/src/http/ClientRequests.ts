@@ -8,7 +8,6 @@
 import { LogLimits } from "@effect-relay/protocol"
 import { Context, Effect, Layer } from "effect"
 import type * as http from "node:http"
-import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { firstReachable, replayable, replayHeader } from "../routing/FlyReplay.js"
@@ -25,7 +24,7 @@ import { BodyBudgetExhausted } from "./HttpErrors.js"
 import { readBody } from "./ReadBody.js"
 import type { ClientError } from "./ErrorResponse.js"
 import { writeError, writeJson } from "./Responses.js"
-import { makeAdmit } from "./RouteAccess.js"
+import { RouteAccess } from "./RouteAccess.js"
 
 type Remote = Extract<Route, { _tag: "Remote" }>
 
@@ -35,6 +34,8 @@ interface Exchange {
   readonly res: http.ServerResponse
   readonly route: HostRoute
   readonly fromPeer: boolean
+  /** Admitted by a session cookie: `Authorization` is the app's and goes to the host. */
+  readonly keepAuthorization: boolean
   body: Buffer | undefined
   reservation: Reservation | undefined
 }
@@ -51,7 +52,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
       const router = yield* Router
       const holds = yield* Holds
       const peers = yield* PeerProxy
-      const admit = makeAdmit(yield* Auth, peers)
+      const access = yield* RouteAccess
 
       const whoOwns = (res: http.ServerResponse, route: HostRoute, fromPeer: boolean) =>
         router.locate(route.hostId, { fromPeer }).pipe(
@@ -89,14 +90,19 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
 
       const toTunnel = (ex: Exchange, tunnel: Tunnel) =>
         Effect.gen(function*() {
-          const { req, res, route, fromPeer } = ex
+          const { fromPeer, keepAuthorization, req, res, route } = ex
           const body = yield* bodyOf(ex, tunnel.bodyBudget())
           const reservation = ex.reservation!
           yield* RelayMetrics.routed("local")
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
             path: route.query === "" ? route.path : `${route.path}?${route.query}`,
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: [PeerHeaders.hop, PeerHeaders.secret], trust: config.trustProxy, fromPeer }),
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: [PeerHeaders.hop, PeerHeaders.secret],
+              trust: config.trustProxy,
+              fromPeer,
+              keepAuthorization
+            }),
             body
           })
           // The response is in memory until its client has taken it: it must fit the budgets till then.
@@ -164,9 +170,11 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
 
       const handle = (req: http.IncomingMessage, res: http.ServerResponse, url: string) =>
         Effect.gen(function*() {
-          const { route, fromPeer } = yield* admit(req, url)
-          if (route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
-          yield* dispatch({ req, res, route, fromPeer, body: undefined, reservation: undefined }, false)
+          const { credential, route, fromPeer } = yield* access.admit(req, url)
+          // On a host's hostname every path is the host's.
+          if (route.via === "path" && route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
+          const keepAuthorization = credential === "session"
+          yield* dispatch({ req, res, route, fromPeer, keepAuthorization, body: undefined, reservation: undefined }, false)
         }).pipe(Effect.catchAll((e) => writeError(res, e)))
 
       return ClientRequests.of({ handle })

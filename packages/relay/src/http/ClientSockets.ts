@@ -6,7 +6,6 @@
 import { Context, Effect, Layer, type Scope } from "effect"
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
-import { Auth } from "../auth/Auth.js"
 import { RelayConfig } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import { firstReachable, replayHeader } from "../routing/FlyReplay.js"
@@ -15,11 +14,10 @@ import { Holds } from "../routing/Holds.js"
 import { type Route, Router } from "../routing/Router.js"
 import { mayRetry } from "../routing/RoutingErrors.js"
 import type { Tunnel } from "../tunnel/Tunnel.js"
-import type { HostRoute } from "./HostRoute.js"
 import { type ClientError, toHttpError } from "./ErrorResponse.js"
 import { requestHeadersForHost } from "./ForwardHeaders.js"
 import { rejectUpgrade, writeRaw } from "./Responses.js"
-import { makeAdmit } from "./RouteAccess.js"
+import { type Admitted, RouteAccess } from "./RouteAccess.js"
 import { makeUpgrade } from "./WsUpgrade.js"
 
 type Remote = Extract<Route, { _tag: "Remote" }>
@@ -37,7 +35,7 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
       const router = yield* Router
       const holds = yield* Holds
       const peers = yield* PeerProxy
-      const admit = makeAdmit(yield* Auth, peers)
+      const access = yield* RouteAccess
       const upgrade = makeUpgrade(config.wsMaxFrameBytes)
 
       const toRemote = (req: http.IncomingMessage, socket: Duplex, head: Buffer, target: Remote) =>
@@ -58,15 +56,21 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
           return yield* splice(client, upstream, config.wsBufferBytes)
         })
 
-      const toTunnel = (req: http.IncomingMessage, socket: Duplex, head: Buffer, route: HostRoute, fromPeer: boolean, tunnel: Tunnel) =>
+      const toTunnel = (req: http.IncomingMessage, socket: Duplex, head: Buffer, admitted: Admitted, tunnel: Tunnel) =>
         Effect.gen(function*() {
+          const { credential, fromPeer, route } = admitted
           yield* tunnel.hasRoomForChannel()
           yield* RelayMetrics.routed("local")
           const client = yield* upgrade(req, socket, head)
           yield* tunnel.openChannel(client, {
             path: route.path,
             ...(route.query === "" ? {} : { query: route.query }),
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, { drop: handshake, trust: config.trustProxy, fromPeer })
+            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
+              drop: handshake,
+              trust: config.trustProxy,
+              fromPeer,
+              keepAuthorization: credential === "session"
+            })
           })
         })
 
@@ -75,26 +79,25 @@ export class ClientSockets extends Context.Tag("effect-relay/ClientSockets")<Cli
         req: http.IncomingMessage,
         socket: Duplex,
         head: Buffer,
-        route: HostRoute,
-        fromPeer: boolean,
+        admitted: Admitted,
         held: boolean
       ): Effect.Effect<void, ClientError, Scope.Scope> =>
-        router.locate(route.hostId, { fromPeer }).pipe(
+        router.locate(admitted.hostId, { fromPeer: admitted.fromPeer }).pipe(
           Effect.flatMap((target): Effect.Effect<void, ClientError, Scope.Scope> =>
-            target._tag === "Remote" ? toRemote(req, socket, head, target) : toTunnel(req, socket, head, route, fromPeer, target.tunnel)
+            target._tag === "Remote" ? toRemote(req, socket, head, target) : toTunnel(req, socket, head, admitted, target.tunnel)
           ),
           Effect.catchIf(
-            (e) => !held && !fromPeer && mayRetry(e, "GET"),
+            (e) => !held && !admitted.fromPeer && mayRetry(e, "GET"),
             (e) =>
-              Effect.flatMap(holds.wait(route.hostId), (outcome) =>
-                outcome === "released_by_event" ? dispatch(req, socket, head, route, fromPeer, true) : Effect.fail(e))
+              Effect.flatMap(holds.wait(admitted.hostId), (outcome) =>
+                outcome === "released_by_event" ? dispatch(req, socket, head, admitted, true) : Effect.fail(e))
           )
         )
 
       const handle = (req: http.IncomingMessage, socket: Duplex, head: Buffer, url: string) =>
         Effect.gen(function*() {
-          const { route, fromPeer } = yield* admit(req, url)
-          yield* dispatch(req, socket, head, route, fromPeer, false)
+          const admitted = yield* access.admit(req, url)
+          yield* dispatch(req, socket, head, admitted, false)
         }).pipe(
           Effect.scoped,
           Effect.catchAll((e) => rejectUpgrade(socket, toHttpError(e)))

@@ -7,12 +7,23 @@ import type { Forbidden, Unauthorized } from "../auth/AuthErrors.js"
 import type { DirectoryUnavailable } from "../directory/Directory.js"
 import type { HostOffline, PeerForbidden, PeerUnreachable } from "../routing/RoutingErrors.js"
 import type { BadResponseFromHost, RequestTimeout, TooManyChannels, TooManyPendingRequests, TunnelClosed } from "../tunnel/TunnelErrors.js"
-import type { BadHostId, BadRequest, BodyBudgetExhausted, BodyReadTimeout, PayloadTooLarge, RouteNotFound } from "./HttpErrors.js"
+import type {
+  BadHostId,
+  BadHostname,
+  BadRequest,
+  BodyBudgetExhausted,
+  BodyReadTimeout,
+  CrossSiteSession,
+  PayloadTooLarge,
+  RouteNotFound
+} from "./HttpErrors.js"
 
 export type ClientError =
   | Unauthorized
   | Forbidden
   | BadHostId
+  | BadHostname
+  | CrossSiteSession
   | HostOffline
   | TunnelClosed
   | RequestTimeout
@@ -37,8 +48,10 @@ export interface HttpError {
 const codes: { readonly [K in ClientError["_tag"]]: readonly [status: number, error: string] } = {
   BadRequest: [400, "bad_request"],
   BadHostId: [400, "bad_host_id"],
+  BadHostname: [400, "bad_hostname"],
   Unauthorized: [401, "unauthorized"],
   Forbidden: [403, "forbidden"],
+  CrossSiteSession: [403, "cross_site"],
   RouteNotFound: [404, "not_found"],
   BodyReadTimeout: [408, "body_read_timeout"],
   PayloadTooLarge: [413, "payload_too_large"],
@@ -60,6 +73,10 @@ export const toHttpError = (e: ClientError): HttpError => {
 }
 
 export const httpErrorBody = (e: HttpError): string => JSON.stringify({ error: e.error, message: e.message })
+
+/** The org a person needs a token for, when the failure knows it (for the HTML error page). */
+export const orgNeeded = (e: ClientError): string | undefined =>
+  e._tag === "Unauthorized" || e._tag === "Forbidden" ? e.org : undefined
 
 /** Why a tunnel registration is refused, as a close code and reason. */
 export const toTunnelClose = (e: ClientError): readonly [code: number, reason: string] => {

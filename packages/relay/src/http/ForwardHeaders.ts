@@ -12,6 +12,7 @@
 import { HopByHop, type Headers } from "@effect-relay/protocol"
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http"
 import { plainAddress, type TrustProxy } from "../config/TrustProxy.js"
+import { withoutSessionCookie } from "./Cookies.js"
 
 type HeaderRecord = Record<string, string | Array<string>>
 
@@ -141,6 +142,11 @@ const fromPeerRelay = (headers: IncomingHttpHeaders): HeaderRecord => {
 export interface ForwardOptions {
   /** More header names (lowercase) to leave out. */
   readonly drop?: ReadonlyArray<string>
+  /**
+   * The client proved itself with the relay's session cookie, not with `Authorization`: that
+   * header is then the app's own (a bearer token of the app, Basic auth) and is passed on.
+   */
+  readonly keepAuthorization?: boolean
   /** Who may say who the client is (default: nobody). */
   readonly trust?: TrustProxy
   /**
@@ -151,12 +157,13 @@ export interface ForwardOptions {
 }
 
 const none: TrustProxy = { _tag: "None" }
-const forHost = ["host", "authorization", ...forwarding, ...spoofable]
+const forHost = ["host", ...forwarding, ...spoofable]
 
 /**
- * A client request's headers as the host gets them: without hop-by-hop ones, without `host` and
- * `authorization` (the relay's credentials are not the host's business) nor any name in `drop`,
- * without the client's own forwarding headers, and with the relay's `X-Forwarded-*` and
+ * A client request's headers as the host gets them: without hop-by-hop ones, without `host`,
+ * `authorization` (unless `keepAuthorization`) and the relay's session cookie (the relay's
+ * credentials are not the host's business; every other cookie is kept as sent) nor any name in
+ * `drop`, without the client's own forwarding headers, and with the relay's `X-Forwarded-*` and
  * `Forwarded` describing the original request.
  */
 export const requestHeadersForHost = (
@@ -164,7 +171,11 @@ export const requestHeadersForHost = (
   remoteAddress: string | undefined,
   options: ForwardOptions = {}
 ): HeaderRecord => {
-  const out = HopByHop.endToEnd(headers as HeaderRecord, new Set([...forHost, ...(options.drop ?? [])]))
+  const dropped = [...forHost, ...(options.keepAuthorization === true ? [] : ["authorization"]), ...(options.drop ?? [])]
+  const out = HopByHop.endToEnd(headers as HeaderRecord, new Set(dropped))
+  const cookie = withoutSessionCookie(headers.cookie)
+  if (cookie === undefined) delete out.cookie
+  else if (out.cookie !== undefined) out.cookie = cookie
   const described = options.fromPeer === true
     ? fromPeerRelay(headers)
     : forwardingHeaders(originOf(headers, remoteAddress, options.trust ?? none))
@@ -187,11 +198,17 @@ const forPeer = new Set<string>([...forwarding, ...spoofable])
 /**
  * A request's headers as one relay forwards them to another: hop-by-hop ones and the client's
  * forwarding headers dropped, and this relay's own `X-Forwarded-*` and `Forwarded` added, which
- * the peer passes on to the host unchanged.
+ * the peer passes on to the host unchanged. `Host` is the one the client used (as this relay
+ * established it): the peer routes a host's hostname by it, as this relay did. Credentials
+ * (`Authorization`, the session cookie) go along: the peer checks them again.
  */
 export const requestHeadersForPeer = (
   headers: IncomingHttpHeaders,
   remoteAddress: string | undefined,
   trust: TrustProxy = none
-): HeaderRecord =>
-  Object.assign(HopByHop.endToEnd(headers as HeaderRecord, forPeer), forwardingHeaders(originOf(headers, remoteAddress, trust)))
+): HeaderRecord => {
+  const origin = originOf(headers, remoteAddress, trust)
+  const out = Object.assign(HopByHop.endToEnd(headers as HeaderRecord, forPeer), forwardingHeaders(origin))
+  if (origin.host !== undefined) out.host = origin.host
+  return out
+}

@@ -44,3 +44,29 @@ export class BodyBudgetExhausted extends Data.TaggedError("BodyBudgetExhausted")
       : "this host's tunnel is carrying as many request and response bodies as it may: try again shortly"
   }
 }
+
+/**
+ * A hostname under `PUBLIC_DOMAIN` that names no host: reserved (`www.D`), or not
+ * `{name}--{org}` in lowercase letters, digits and single hyphens.
+ */
+export class BadHostname extends Data.TaggedError("BadHostname")<{
+  readonly hostname: string
+  readonly domain: string
+  readonly reserved: boolean
+}> {
+  get message() {
+    return this.reserved
+      ? `${this.hostname} is reserved: it is not a host's hostname`
+      : `${this.hostname} is not a host's hostname: hosts are at {name}--{org}.${this.domain}, each part lowercase letters, digits and single hyphens`
+  }
+}
+
+/**
+ * A session cookie on a request that did not come from the host's own pages: another site's
+ * page (another host's hostname under the same domain included) cannot use a person's session.
+ */
+export class CrossSiteSession extends Data.TaggedError("CrossSiteSession")<{}> {
+  get message() {
+    return "a session cookie is only accepted on requests from this host's own pages and on links to it"
+  }
+}

@@ -1,10 +1,10 @@
 /**
  * The relay's HTTP surface on a node:http server: it listens, sends each request or upgrade to
- * the part that answers it (`Endpoints`, `ClientRequests`, `ClientSockets`, `TunnelUpgrade`),
- * and stops. node:http is wrapped here; everything behind it is Effect services. Request fibers
- * run in the server's scope: releasing the Layer interrupts them.
+ * the part that answers it (`Endpoints`, `ClientRequests`, `ClientSockets`, `TunnelUpgrade`,
+ * `BrowserLogin`), and stops. node:http is wrapped here; everything behind it is Effect
+ * services. Request fibers run in the server's scope: releasing the Layer interrupts them.
  */
-import { Cause, Context, Effect, FiberId, FiberSet, Layer } from "effect"
+import { Cause, Context, Effect, Either, FiberId, FiberSet, Layer, Option } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { RelayAddress } from "../config/RelayAddress.js"
@@ -16,6 +16,9 @@ import { ClientSockets } from "./ClientSockets.js"
 import { Endpoints } from "./Endpoints.js"
 import { type HttpError, httpErrorBody, toHttpError } from "./ErrorResponse.js"
 import { RouteNotFound } from "./HttpErrors.js"
+import { BrowserLogin, isLogin, logoutPath } from "./BrowserLogin.js"
+import { routeOf, type Site } from "./HostRoute.js"
+import { RouteAccess } from "./RouteAccess.js"
 import { rejectUpgrade, writeError, writeJson, writeRaw } from "./Responses.js"
 import { TunnelUpgrade } from "./TunnelUpgrade.js"
 
@@ -61,12 +64,12 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
 
       server.on("request", (req, res) => {
         const started = performance.now()
-        const counted = req.url?.startsWith("/hosts/") === true
         // While draining, every answer ends its connection: the client's next request goes to
         // another relay, and nothing is left to cut when the drain ends.
         if (draining.isDraining()) res.setHeader("connection", "close")
         answering++
-        const fiber = run(route.request(req, res).pipe(guardRequest(res)))
+        const { answer, toHost: counted } = route.request(req, res)
+        const fiber = run(answer.pipe(guardRequest(res)))
         res.on("close", () => {
           if (--answering === 0) for (const f of whenIdle.splice(0)) f()
           const finished = res.writableFinished
@@ -103,21 +106,54 @@ export class RelayServer extends Context.Tag("effect-relay/RelayServer")<RelaySe
 
       const port = yield* Effect.acquireRelease(listen(server, config.port, config.bindHost), () => Effect.zipRight(stopAccepting, closeConnections))
       yield* address.set({ port, internalUrl: internalUrlFor(config.internalUrl, port) })
-      yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({ port, bindHost: config.bindHost }))
+      yield* Effect.logInfo("relay.listening").pipe(Effect.annotateLogs({
+        port,
+        bindHost: config.bindHost,
+        ...Option.match(config.publicDomain, { onNone: () => ({}), onSome: (publicDomain) => ({ publicDomain }) })
+      }))
       return RelayServer.of({ server, port, stopAccepting, awaitRequests, closeConnections })
     })
   )
 }
 
-/** Which part answers a request or an upgrade, by path. */
+/**
+ * Which part answers a request or an upgrade: by hostname first (`HostRoute`'s site), then by
+ * path. On a host's hostname every path and WebSocket is the host's, but for the browser login
+ * (a GET with `?token=`) and `/_logout`; a reserved or malformed name under the public domain is
+ * answered 400; on the relay's own names (the apex, an address, any other name) the relay's
+ * routes and `/hosts/...`. `toHost`: the request is counted as a client request to a host.
+ */
 const makeDispatch = Effect.gen(function*() {
   const endpoints = yield* Endpoints
   const clientRequests = yield* ClientRequests
   const clientSockets = yield* ClientSockets
   const tunnels = yield* TunnelUpgrade
+  const access = yield* RouteAccess
+  const browser = yield* BrowserLogin
 
-  const request = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
+  const request = (req: http.IncomingMessage, res: http.ServerResponse): { readonly answer: Effect.Effect<void>; readonly toHost: boolean } => {
     const url = req.url ?? "/"
+    const site = access.site(req)
+    switch (site._tag) {
+      case "NotAHost":
+        return { answer: writeError(res, site.error), toHost: false }
+      case "Host":
+        return { answer: onHostname(req, res, url, site), toHost: true }
+      case "Relay":
+        return { answer: onRelay(req, res, url), toHost: url.startsWith("/hosts/") }
+    }
+  }
+
+  const onHostname = (req: http.IncomingMessage, res: http.ServerResponse, url: string, site: Site): Effect.Effect<void> => {
+    const route = routeOf(site, url)
+    if (route === undefined || Either.isLeft(route)) return clientRequests.handle(req, res, url)
+    if (route.right.path === logoutPath) return browser.logout(req, res)
+    // With a session already, `?token=` is the app's (a login is for a browser without one).
+    if (isLogin(req.method, route.right) && !access.hasSession(req, route.right)) return browser.login(req, res, route.right)
+    return clientRequests.handle(req, res, url)
+  }
+
+  const onRelay = (req: http.IncomingMessage, res: http.ServerResponse, url: string): Effect.Effect<void> => {
     if (url.startsWith("/hosts/")) return clientRequests.handle(req, res, url)
     const q = url.indexOf("?")
     const pathname = q === -1 ? url : url.slice(0, q)
@@ -137,6 +173,9 @@ const makeDispatch = Effect.gen(function*() {
 
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): Effect.Effect<void> => {
     const url = req.url ?? "/"
+    const site = access.site(req)
+    if (site._tag === "NotAHost") return rejectUpgrade(socket, toHttpError(site.error))
+    if (site._tag === "Host") return clientSockets.handle(req, socket, head, url)
     if (url === "/tunnel" || url.startsWith("/tunnel?")) return tunnels.handle(req, socket, head, url)
     if (url.startsWith("/hosts/")) return clientSockets.handle(req, socket, head, url)
     return rejectUpgrade(socket, toHttpError(new RouteNotFound({ path: url.split("?")[0]! })))

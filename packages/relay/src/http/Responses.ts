@@ -5,7 +5,8 @@
 import { Effect } from "effect"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
-import { type ClientError, httpErrorBody, type HttpError, toHttpError } from "./ErrorResponse.js"
+import { type ClientError, httpErrorBody, type HttpError, orgNeeded, toHttpError } from "./ErrorResponse.js"
+import { errorPage, htmlHeaders, prefersHtml } from "./Pages.js"
 
 /** A JSON answer; `close` ends the connection after it. */
 export const writeJson = (res: http.ServerResponse, status: number, body: unknown, close = false, headers: Record<string, string> = {}) =>
@@ -21,11 +22,25 @@ export const writeJson = (res: http.ServerResponse, status: number, body: unknow
     res.end(text)
   })
 
+/** An HTML answer (`Pages`); `close` ends the connection after it. */
+export const writeHtml = (res: http.ServerResponse, status: number, html: string, close = false, headers: Record<string, string | ReadonlyArray<string>> = {}) =>
+  Effect.sync(() => {
+    if (res.headersSent) return void res.destroy()
+    res.writeHead(status, {
+      ...htmlHeaders,
+      "content-length": Buffer.byteLength(html),
+      ...headers,
+      ...(close ? { connection: "close" } : {})
+    })
+    res.end(html)
+  })
+
 /** How long a refused request's unread body is still read (and dropped) so the client sees the answer. */
 const lingerMs = 2000
 
 /**
- * An expected failure as its status and JSON body (logged at debug). A request refused before its
+ * An expected failure as its status and JSON body (logged at debug); to a browser (`Accept`
+ * naming `text/html`) as a small HTML page with the same status. A request refused before its
  * body was read (413, 503 busy) lingers: the rest of the body is read and dropped for a moment, so
  * a client still sending gets the answer instead of a reset; one that keeps sending past that is
  * cut. A client too slow to send its body (408) is disconnected.
@@ -33,11 +48,15 @@ const lingerMs = 2000
 export const writeError = (res: http.ServerResponse, e: ClientError) => {
   const error = toHttpError(e)
   const unreadBody = e._tag === "PayloadTooLarge" || e._tag === "BodyBudgetExhausted"
+  const close = e._tag === "BodyReadTimeout"
+  const headers: Record<string, string> = e._tag === "BodyBudgetExhausted" ? { "retry-after": "1" } : {}
   return Effect.logDebug("request.failed").pipe(
     Effect.annotateLogs({ status: error.status, error: error.error }),
-    Effect.zipRight(writeJson(res, error.status, { error: error.error, message: error.message }, e._tag === "BodyReadTimeout", {
-      ...(e._tag === "BodyBudgetExhausted" ? { "retry-after": "1" } : {})
-    })),
+    Effect.zipRight(
+      prefersHtml(res.req?.headers.accept)
+        ? writeHtml(res, error.status, errorPage(error, orgNeeded(e)), close, headers)
+        : writeJson(res, error.status, { error: error.error, message: error.message }, close, headers)
+    ),
     Effect.zipRight(Effect.sync(() => {
       if (unreadBody) linger(res)
       if (e._tag === "BodyReadTimeout") res.once("finish", () => res.req.socket.destroy())

@@ -113,8 +113,9 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
       const connectSocket = (entry: DirectoryEntry, req: http.IncomingMessage) => {
         const url = `${entry.internalUrl.replace(/^http/, "ws")}${req.url ?? "/"}`
         const headers: Record<string, string> = { ...guardHeaders() }
+        // `Host` goes along (the owner routes a host's hostname by it, as this relay did).
         for (const [name, value] of Object.entries(peerHeaders(req))) {
-          if (name.startsWith("sec-websocket-") || name === "host") continue
+          if (name.startsWith("sec-websocket-")) continue
           headers[name] = Array.isArray(value) ? value.join(", ") : value
         }
         return Transport.connect(url, { headers, timeoutMs: 10_000 }).pipe(

@@ -93,8 +93,15 @@ export const hostAgentSettings = {
   drainGraceMs: Setting.integer({
     flag: "drain-grace-ms",
     env: "DRAIN_GRACE_MS",
-    default: 2_000,
-    description: "After a drain frame, finish in-flight requests and wait up to this many ms for the relay's 4001 close."
+    default: 6_000,
+    description: "After a drain frame, finish in-flight requests and wait up to this many ms for the relay's 4001 close (the relay waits DRAIN_FLUSH_MS, 5 s by default, for them)."
+  }),
+  stopGraceMs: Setting.integer({
+    flag: "stop-grace-ms",
+    env: "STOP_GRACE_MS",
+    default: 5_000,
+    check: Setting.Checks.nonNegativeInt,
+    description: "On stop (SIGINT/SIGTERM), each tunnel tells its relay the host is leaving (no new requests come), and its requests in flight get up to this many ms to be answered before it closes."
   }),
   drainRetryMs: Setting.integer({
     flag: "drain-retry-ms",

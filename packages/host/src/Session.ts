@@ -30,6 +30,8 @@ export interface SessionOptions {
   readonly watchdogMs: number
   /** After a drain frame, how long to wait for the relay's close (serving in-flight requests) before closing ourselves. */
   readonly drainGraceMs: number
+  /** On stop, how long requests in flight get to be answered after the relay was told the host is leaving. */
+  readonly stopGraceMs?: number
   readonly channels: TargetChannels.TargetChannelsOptions
   /**
    * Completed with the first frame that decodes: the relay's `hello` if that is what it is, else
@@ -65,6 +67,16 @@ export const run = (
     // straight from the socket's callback.
     const inFlight = yield* FiberMap.make<string>()
     const runRequest = yield* FiberMap.runtime(inFlight)<TargetHttp>()
+    // Added after the map, so it runs before the map interrupts what is in flight: stopping the
+    // agent tells a relay that understands it (it said hello) that the host is leaving; the relay
+    // sends it nothing new and closes the tunnel once every request it sent is answered. That
+    // close is waited for, up to the stop grace.
+    let helloSeen = false
+    yield* Effect.addFinalizer((exit) =>
+      Exit.isInterrupted(exit) && helloSeen && conn.unsafeSend(HostToRelayCodec.encode({ _tag: "drain", reason: "host agent stopping" }))
+        ? conn.closed.pipe(Effect.interruptible, Effect.timeout(Duration.millis(options.stopGraceMs ?? 5_000)), Effect.ignore)
+        : Effect.void
+    )
     // Work started by a frame runs in its own fiber in `requests`, started from the socket's
     // callback; they all end with the session.
     const runInSession = yield* FiberSet.runtime(requests)<never>()
@@ -102,6 +114,8 @@ export const run = (
     const handle = (message: RelayToHost): Effect.Effect<void> => {
       if (!greeted) {
         greeted = true
+        // A relay that greets first knows a host's `drain` (see the finalizer above).
+        helloSeen = message._tag === "hello"
         if (options.greeting) Deferred.unsafeDone(options.greeting, Exit.succeed(message._tag === "hello" ? message : undefined))
       }
       switch (message._tag) {

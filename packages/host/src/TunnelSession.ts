@@ -133,6 +133,7 @@ const tunnel = (
     const session = yield* Session.run(conn, {
       watchdogMs: config.watchdogMs,
       drainGraceMs: config.drainGraceMs,
+      stopGraceMs: config.stopGraceMs,
       channels: { targetUrl: config.targetUrl, connectTimeoutMs: config.connectTimeoutMs, queueFrames: config.wsQueueFrames },
       greeting
     }).pipe(Effect.forkScoped)

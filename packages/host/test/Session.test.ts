@@ -239,7 +239,13 @@ describe("Session", () => {
       expect(yield* Deferred.isDone(greeted)).toBe(false)
       yield* first.send(hello)
       expect(yield* Deferred.await(greeted)).toEqual(hello)
-      yield* Fiber.interrupt(first.session)
+      // Stopping a session on a relay that said hello: the relay is told the host is leaving, and
+      // the session waits for the relay to close the tunnel (once what it sent is answered).
+      const stopping = yield* Effect.fork(Fiber.interrupt(first.session))
+      expect(yield* first.next).toMatchObject({ _tag: "drain" })
+      expect(stopping.unsafePoll()).toBeNull()
+      yield* first.relay.close(1000, "host leaving")
+      yield* Fiber.join(stopping)
 
       const other = yield* Deferred.make<Hello | undefined>()
       const second = yield* startWith({ ...options, greeting: other })
@@ -248,6 +254,7 @@ describe("Session", () => {
       expect(yield* Deferred.await(other)).toBeUndefined()
       // A late hello changes nothing: the session goes on.
       expect(yield* second.next).toMatchObject({ _tag: "pong", ts: 1 })
+      // No hello first: nothing is said on stopping, and nothing is waited for.
       yield* Fiber.interrupt(second.session)
     }))
 })

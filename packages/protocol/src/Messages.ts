@@ -109,7 +109,12 @@ export interface Pong extends Schema.Schema.Type<typeof Pong> {}
 export const RelayToHost = Schema.Union(HttpRequest, HttpCancel, WsOpen, WsFrame, WsClose, Ping, DrainMessage, Hello)
 export type RelayToHost = typeof RelayToHost.Type
 
-export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong)
+/**
+ * Host -> relay, the same `drain` shape: this agent is stopping. The relay routes no new request
+ * to the tunnel (the host's next instance, or its other relay, takes them), and the agent closes
+ * it once its requests in flight are answered. Sent only to relays that said `hello`.
+ */
+export const HostToRelay = Schema.Union(HttpResponse, WsFrame, WsClose, Pong, DrainMessage)
 export type HostToRelay = typeof HostToRelay.Type
 
 /**

@@ -60,7 +60,7 @@ export class Router extends Context.Tag("effect-relay/Router")<Router, {
 
       const locate = (hostId: HostId, options: { readonly fromPeer?: boolean } = {}) =>
         Effect.gen(function*() {
-          const local = Option.filter(registry.get(hostId), (tunnel) => !tunnel.isEnded())
+          const local = Option.filter(registry.get(hostId), (tunnel) => !tunnel.isEnded() && !tunnel.isLeaving())
           // Serving, a local tunnel is the answer at once (no directory call on the hot path);
           // draining, another relay is preferred when one holds the host too.
           if (Option.isSome(local) && (!draining.isDraining() || options.fromPeer)) return { _tag: "Local", tunnel: local.value } as Route

@@ -65,6 +65,8 @@ export interface Tunnel {
   readonly ended: Effect.Effect<CloseInfo>
   /** Whether the tunnel ended on its own. */
   readonly isEnded: () => boolean
+  /** Whether its host said it is stopping: no new request goes to it (those in flight are answered). */
+  readonly isLeaving: () => boolean
   /** One ping period: pings the host, or ends the tunnel (1001) after too many missed pongs. False once ended. */
   readonly pingTick: Effect.Effect<boolean>
   /** Whether a pong came since the last call: the registry heartbeats the directory at most once a ping period. */
@@ -94,6 +96,8 @@ export interface TunnelOptions {
    * the scope closes it then. Runs on the socket's callback: it must not block or throw.
    */
   readonly onEnded?: (info: CloseInfo) => void
+  /** Called once when the host says it is stopping (a `drain` frame from the host). */
+  readonly onLeaving?: () => void
 }
 
 /** The same drain frame for every tunnel: encoded once. */
@@ -120,6 +124,9 @@ interface Life {
   closing: boolean
   /** The close code chosen before closing; none means a drain (4001). */
   intent: Option.Option<CloseInfo>
+  /** The host said it is stopping. */
+  leaving: boolean
+  readonly onLeaving: (() => void) | undefined
   /** Repeated events of this tunnel (bad frames, pauses) are logged a few at a time; made on first use. */
   logGate: LogLimits.LogGate | undefined
 }
@@ -161,6 +168,8 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
       end: undefined,
       closing: false,
       intent: Option.none(),
+      leaving: false,
+      onLeaving: options.onLeaving,
       logGate: undefined
     }
     const isClosing = () => life.closing
@@ -186,6 +195,7 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
       bodyBudget: () => (bodyBudget ??= ByteBudget.make(config.tunnelBodyBudgetBytes)),
       ended: Deferred.await(life.endedSignal),
       isEnded: () => life.end !== undefined,
+      isLeaving: () => life.leaving,
       pingTick,
       takePong: () => {
         const was = life.ponged
@@ -232,6 +242,9 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
         return channels.onFrame(message)
       case "ws:close":
         return channels.onClose(message)
+      case "drain":
+        if (!life.leaving) leaving(life, requests)
+        return Effect.void
     }
   }, onBadFrame)
 
@@ -268,6 +281,22 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
     frames.stop()
     markEnded(life, info)
   })
+}
+
+/**
+ * The host said it is stopping: no new request goes to this tunnel, and once every request sent
+ * to it is answered, it closes (1000): the host waits for that close, so nothing is cut.
+ */
+const leaving = (life: Life, requests: TunnelRequests.TunnelRequests) => {
+  life.leaving = true
+  life.onLeaving?.()
+  const closeWhenAnswered = () => {
+    if (requests.size() > 0 || life.end !== undefined) return
+    closeWith(life, CloseCodes.Normal, "host leaving")
+    markEnded(life, { code: CloseCodes.Normal, reason: "host leaving" })
+  }
+  requests.onSettled = closeWhenAnswered
+  closeWhenAnswered()
 }
 
 // ---- pings -------------------------------------------------------------------------------------

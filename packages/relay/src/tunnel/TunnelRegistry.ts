@@ -209,6 +209,7 @@ const openTunnel = ({ config, draining, local, owner, run, sync, tunnelsScope }:
       ...(options.session !== undefined ? { session: options.session } : {}),
       pingSelf: false,
       run,
+      onLeaving: () => run(Effect.suspend(() => leave)),
       // While draining, the drain's own events say what happened to every tunnel.
       onEnded: (end) =>
         run(
@@ -219,6 +220,7 @@ const openTunnel = ({ config, draining, local, owner, run, sync, tunnelsScope }:
     }).pipe(Scope.extend(scope), Effect.provideService(RelayConfig, config))
     held = { tunnel, scope }
     local.set(hostId, held)
+    let leave = Effect.void
     const written = yield* sync.register(tunnel).pipe(Effect.either)
     if (written._tag === "Left") {
       yield* Effect.logError("tunnel.register_failed", written.left.message)
@@ -238,6 +240,11 @@ const openTunnel = ({ config, draining, local, owner, run, sync, tunnelsScope }:
     }
     // While draining, one batched clear-own removes every entry of this relay: no per-tunnel race with it.
     yield* Scope.addFinalizer(scope, Effect.suspend(() => (draining.isDraining() ? Effect.void : sync.unregister(entry))))
+    // A host that says it is stopping leaves the directory at once: its requests go to another
+    // relay, or are held for its next instance, while the ones in flight here are answered.
+    leave = Effect.zipRight(Effect.logInfo("tunnel.host_leaving"), sync.unregister(entry)).pipe(
+      Effect.annotateLogs({ hostId, tunnelId })
+    )
     yield* RelayMetrics.registration("accepted")
     if (options.features?.has(Features.hello) === true) tunnel.hello({ relayId: owner, region: config.region })
     yield* Effect.logInfo("tunnel.registered").pipe(Effect.annotateLogs({ instanceId: tunnel.instanceId, session: tunnel.session }))

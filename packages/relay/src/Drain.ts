@@ -25,14 +25,15 @@ export interface DrainOptions {
  * The drain: what this relay does when its scope closes, which is what an
  * interrupt from the signal handler (SIGINT/SIGTERM through `runMain`) does.
  * Built after the server, so its finalizer runs first:
- * 1. flip to draining (`/ready` 503, registrations refused 4001);
- * 2. stop accepting connections;
- * 3. send every host `{type:"drain"}`, then close every tunnel's scope: each tunnel's
- *    finalizer waits up to the flush window for in-flight responses (idle ones do not wait)
- *    and closes 4001;
- * 4. close what is left of client connections;
- * 5. clear this relay's directory entries in one call (sent at the start of step 3,
- *    awaited here);
+ * 1. flip to draining (`/ready` 503, `Connection: close` on every response,
+ *    registrations refused 4001);
+ * 2. send the directory's one clear of this relay's entries (awaited in step 5);
+ * 3. send every host `{type:"drain", reconnectWithinMs}`, then close every tunnel's scope:
+ *    each tunnel's finalizer waits up to the flush window for in-flight responses (idle
+ *    ones do not wait) and closes 4001; new requests meanwhile go to the hosts' other relays;
+ * 4. stop listening (open until now for peers and late load-balanced requests), give the
+ *    requests still running the flush window, close what is left of client connections;
+ * 5. await the directory clear;
  * each phase logged with its duration, the whole bounded by a deadline.
  */
 export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {

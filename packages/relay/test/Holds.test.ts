@@ -1,7 +1,8 @@
 /** Requests held for a host between its tunnels: released by its registration, or answered after HOLD_MS. */
 import type { HostId } from "@effect-relay/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, PubSub, Stream, TestClock } from "effect"
+import { Effect, Fiber, Logger, PubSub, Stream, TestClock } from "effect"
+import * as Metric from "effect/Metric"
 import type { Registration } from "../src/directory/Directory.js"
 import * as Holds from "../src/routing/Holds.js"
 
@@ -14,6 +15,14 @@ const setup = (options: { readonly holdMs?: number; readonly maxHeld?: number } 
     yield* Effect.yieldNow() // the reader is subscribed
     return { holds, events }
   })
+
+/** relay_limit_hits_total{limit="max_held"} now. */
+const maxHeldHits = Metric.snapshot.pipe(
+  Effect.map((pairs) => {
+    const pair = pairs.find((p) => p.metricKey.name === "relay_limit_hits_total" && p.metricKey.tags.some((t) => t.key === "limit" && t.value === "max_held"))
+    return pair === undefined ? 0 : Number((pair.metricState as unknown as { count: number | bigint }).count)
+  })
+)
 
 describe("holds", () => {
   it.scoped("a held request is released by its host's registration, not by another host's", () =>
@@ -47,7 +56,15 @@ describe("holds", () => {
       const first = yield* Effect.fork(holds.wait("acme:a" as HostId))
       yield* Effect.fork(holds.wait("acme:b" as HostId))
       yield* TestClock.adjust("1 millis")
-      expect(yield* holds.wait("acme:c" as HostId)).toBe("refused")
+      const hitsBefore = yield* maxHeldHits
+      const lines: Array<string> = []
+      const logger = Logger.make(({ message }) => lines.push(String(message)))
+      // Twenty refusals: each one counted, five lines logged (the gate's allowance in 10 s).
+      for (let i = 0; i < 20; i++) {
+        expect(yield* holds.wait("acme:c" as HostId).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))).toBe("refused")
+      }
+      expect((yield* maxHeldHits) - hitsBefore).toBe(20)
+      expect(lines.filter((l) => l.includes("hold.refused"))).toHaveLength(5)
       yield* PubSub.publish(events, registration("acme:a"))
       expect(yield* Fiber.join(first)).toBe("released_by_event")
       const again = yield* Effect.fork(holds.wait("acme:c" as HostId))

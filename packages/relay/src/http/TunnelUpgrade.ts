@@ -50,6 +50,8 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
       const upgrade = makeUpgrade(Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024)
       // Strangers can repeat refusals at will: a few lines a second, each saying how many were left out.
       const refusals = LogLimits.gate(10, 1000)
+      // Hosts arriving over the registration rate (another relay drained): one line a second is enough.
+      const busyRefusals = LogLimits.gate(1, 1000)
 
       const refuse = (socket: Duplex, rawHostId: string, e: ClientError) =>
         Effect.gen(function*() {
@@ -92,6 +94,12 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
           const wait = admission.admit()
           if (wait !== undefined) {
             yield* RelayMetrics.registration("refused_busy")
+            const suppressed = busyRefusals.admit()
+            if (suppressed !== undefined) {
+              yield* Effect.logInfo("tunnel.refused_busy").pipe(
+                Effect.annotateLogs({ hostId: hostId.right, retryAfterMs: wait, ...(suppressed > 0 ? { suppressed } : {}) })
+              )
+            }
             return yield* conn.close(CloseCodes.TryAgainLater, retryAfterReason(wait))
           }
           yield* registry.register(hostId.right, conn, {

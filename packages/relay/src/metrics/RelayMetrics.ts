@@ -82,6 +82,7 @@ export type Limit =
   | "response_head"
   | "bad_frame"
   | "registration_rate"
+  | "max_held"
 /** One hit of a bound, counted now (from a callback or an effect). */
 export const limitHit = (limit: Limit) => limitHits(limit).unsafeUpdate(1, [])
 

@@ -6,7 +6,7 @@
  * the requests held for that host. At most `MAX_HELD` requests are held at once; past that the
  * answer is 503 at once.
  */
-import type { HostId } from "@effect-relay/protocol"
+import { type HostId, LogLimits } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Stream } from "effect"
 import { RelayConfig } from "../config/RelayConfig.js"
 import { Directory, type Registration } from "../directory/Directory.js"
@@ -36,6 +36,19 @@ export const make = (options: { readonly holdMs: number; readonly maxHeld: numbe
   Effect.gen(function*() {
     const waiting = new Map<HostId, Set<() => void>>()
     let held = 0
+    const refusals = LogLimits.gate(5, 10_000)
+    /** Over MAX_HELD: counted, and logged at most 5 times every 10 s (each line says how many were left out). */
+    const refuse = (hostId: HostId) =>
+      Effect.suspend(() => {
+        RelayMetrics.limitHit("max_held")
+        const suppressed = refusals.admit()
+        const log = suppressed === undefined
+          ? Effect.void
+          : Effect.logWarning("hold.refused").pipe(
+            Effect.annotateLogs({ hostId, held, maxHeld: options.maxHeld, ...(suppressed > 0 ? { suppressed } : {}) })
+          )
+        return Effect.as(Effect.zipRight(log, RelayMetrics.hold("refused")), "refused" as HoldOutcome)
+      })
 
     yield* Stream.runForEach(registrations, (event) =>
       Effect.sync(() => {
@@ -61,7 +74,7 @@ export const make = (options: { readonly holdMs: number; readonly maxHeld: numbe
 
     const wait = (hostId: HostId): Effect.Effect<HoldOutcome> =>
       Effect.suspend(() => {
-        if (held >= options.maxHeld) return Effect.succeed<HoldOutcome>("refused").pipe(Effect.tap(RelayMetrics.hold))
+        if (held >= options.maxHeld) return refuse(hostId)
         held++
         return untilRegistered(hostId).pipe(
           Effect.timeoutTo({ duration: options.holdMs, onSuccess: (): HoldOutcome => "released_by_event", onTimeout: (): HoldOutcome => "timed_out" }),

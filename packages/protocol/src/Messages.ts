@@ -51,7 +51,10 @@ export const Hello = Schema.TaggedStruct("hello", {
   /** `{region}:{machineId}` of the relay. */
   relayId: Schema.String.pipe(Schema.maxLength(200)),
   region: Schema.String.pipe(Schema.maxLength(100)),
-  tunnelId: Id
+  tunnelId: Id,
+  /** Version 2: the relay's receive windows, in bytes, per stream and for the whole tunnel. */
+  streamWindow: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1024, 0x7fff_ffff))),
+  tunnelWindow: Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(1024, 0x7fff_ffff)))
 })
 export interface Hello extends Schema.Schema.Type<typeof Hello> {}
 
@@ -153,7 +156,8 @@ const wire = <A extends { readonly _tag: string }, I extends { readonly _tag: st
             // Both come from the peer: cut, so a bad frame cannot make a large log line.
             type: clip(type, 64),
             problem: describeIssue(e.issue),
-            ...(typeof rest.id === "string" && rest.id.length > 0 && rest.id.length <= 64 ? { id: rest.id } : {})
+            ...(typeof rest.id === "string" && rest.id.length > 0 && rest.id.length <= 64 ? { id: rest.id } : {}),
+            ...(typeof rest.stream === "number" && Number.isInteger(rest.stream) && rest.stream > 0 && rest.stream <= 0xffff_ffff ? { stream: rest.stream } : {})
           })
       )
     },
@@ -221,13 +225,16 @@ export class FrameError extends Data.TaggedClass("FrameError")<{
   readonly problem: string
   /** The frame's `id`, when it had a plausible one: the request or channel it was meant for. */
   readonly id?: string
+  /** The same for version 2: the frame's `stream`, when it had a plausible one. */
+  readonly stream?: number
 }> {
   get message() {
     return `bad frame${this.type ? ` (type ${this.type})` : ""}: ${this.problem}`
   }
 }
 
-const codec = <A extends { readonly _tag: string }, I extends { readonly _tag: string }>(schema: Schema.Schema<A, I>) => {
+/** A union of tagged structs as a wire codec: `decode`, `encode`, and a frame `handler`. */
+export const codec = <A extends { readonly _tag: string }, I extends { readonly _tag: string }>(schema: Schema.Schema<A, I>) => {
   const members = (schema as unknown as { readonly members: ReadonlyArray<Schema.Schema<any, any>> }).members
   const types = new Set(members.map(tagOf))
   const base = wire(schema, types)

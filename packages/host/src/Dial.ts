@@ -5,7 +5,7 @@
  * handshake to end; the inner fiber never fails (it returns its Exit), so the runtime has no
  * unhandled error to report.
  */
-import { Features, FeaturesHeader, InstanceHeader, SessionHeader, Transport } from "@effect-relay/protocol"
+import { Features, FeaturesHeader, InstanceHeader, SessionHeader, Transport, TunnelProtocols, WindowHeader, windowsHeader } from "@effect-relay/protocol"
 import { Effect, Redacted } from "effect"
 import { ConnectError } from "./Errors.js"
 import type { ResolvedHostAgentConfig } from "./HostAgentConfig.js"
@@ -18,8 +18,11 @@ export const dial = (config: ResolvedHostAgentConfig, instanceId: string, sessio
         authorization: `Bearer ${Redacted.value(config.token)}`,
         [FeaturesHeader]: `${Features.cancel},${Features.hello}`,
         [InstanceHeader]: instanceId,
-        [SessionHeader]: String(session)
+        [SessionHeader]: String(session),
+        ...(config.protocolV2 ? { [WindowHeader]: windowsHeader({ stream: config.streamWindowBytes, tunnel: config.tunnelWindowBytes }) } : {})
       },
+      // Version 1 first: a relay from before version 2 takes the first offered.
+      ...(config.protocolV2 ? { protocols: [TunnelProtocols.v1, TunnelProtocols.v2] } : {}),
       timeoutMs: config.connectTimeoutMs,
       // The tunnel carries whole bodies: no per-byte masking from our own agent (see Transport).
       zeroMask: true

@@ -75,13 +75,35 @@ export const hostAgentSettings = {
     env: "MAX_BODY_BYTES",
     default: 10 * 1024 * 1024,
     defaultText: "10485760 (10 MiB)",
-    description: "Largest target response body forwarded (larger: 502)."
+    description: "Version 1: largest target response body forwarded (larger: 502). Version 2 streams bodies of any size."
+  }),
+  protocolV2: Setting.boolean({
+    flag: "protocol-v2",
+    env: "PROTOCOL_V2",
+    default: true,
+    description: "Offer tunnel protocol version 2 (bodies and WebSocket messages streamed in binary frames, with flow control); a relay that does not speak it answers version 1. --no-protocol-v2 speaks only version 1."
+  }),
+  streamWindowBytes: Setting.integer({
+    flag: "stream-window-bytes",
+    env: "STREAM_WINDOW_BYTES",
+    default: 256 * 1024,
+    defaultText: "262144 (256 KiB)",
+    check: Setting.Checks.windowBytes,
+    description: "Version 2: bytes of one stream (a request body, a WebSocket's messages) the relay may send before the agent has passed them on to the target."
+  }),
+  tunnelWindowBytes: Setting.integer({
+    flag: "tunnel-window-bytes",
+    env: "TUNNEL_WINDOW_BYTES",
+    default: 4 * 1024 * 1024,
+    defaultText: "4194304 (4 MiB)",
+    check: Setting.Checks.windowBytes,
+    description: "Version 2: bytes of all of a tunnel's streams together the relay may send before the agent has passed them on."
   }),
   wsQueueFrames: Setting.integer({
     flag: "ws-queue-frames",
     env: "WS_QUEUE_FRAMES",
     default: 256,
-    description: "Frames a WebSocket channel may queue for the target before it is closed with 1013."
+    description: "Version 1: frames a WebSocket channel may queue for the target before it is closed with 1013 (version 2 paces them with credit)."
   }),
   drainJitterMs: Setting.integer({
     flag: "drain-jitter-ms",

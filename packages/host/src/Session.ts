@@ -11,6 +11,7 @@
 import {
   CloseCodes,
   CloseReasons,
+  defaultWindows,
   type Hello,
   type HostToRelay,
   HostToRelayCodec,
@@ -18,12 +19,16 @@ import {
   type RelayToHost,
   RelayToHostCodec,
   parseRetryAfter,
-  type Transport
+  type RelayToHostV2,
+  RelayToHostV2Codec,
+  type Transport,
+  TunnelProtocols
 } from "@effect-relay/protocol"
 import { Deferred, Duration, Effect, Exit, FiberMap, FiberSet } from "effect"
 import { Drained, HeldHere, RelayBusy, SessionClosed, WatchdogTimeout } from "./Errors.js"
 import * as TargetChannels from "./TargetChannels.js"
 import { TargetHttp } from "./TargetHttp.js"
+import * as TargetStreams from "./TargetStreams.js"
 
 export interface SessionOptions {
   /** No frame at all from the relay for this long: close with 4002 and end. */
@@ -33,6 +38,8 @@ export interface SessionOptions {
   /** On stop, how long requests in flight get to be answered after the relay was told the host is leaving. */
   readonly stopGraceMs?: number
   readonly channels: TargetChannels.TargetChannelsOptions
+  /** Version 2 (when the relay agreed to it): how streams reach the target. */
+  readonly streams?: TargetStreams.TargetStreamsOptions
   /**
    * Completed with the first frame that decodes: the relay's `hello` if that is what it is, else
    * `undefined` (a relay that does not send hello). A later hello is only logged.
@@ -41,6 +48,14 @@ export interface SessionOptions {
 }
 
 export type SessionEnded = SessionClosed | WatchdogTimeout | Drained | HeldHere | RelayBusy
+
+/** Version 2's options when the caller gave none (tests of version 1 sessions). */
+const defaultStreamOptions = (options: SessionOptions): TargetStreams.TargetStreamsOptions => ({
+  targetUrl: options.channels.targetUrl,
+  requestTimeoutMs: 30_000,
+  connectTimeoutMs: options.channels.connectTimeoutMs,
+  windows: defaultWindows
+})
 
 /** How a close from the relay ends the session (a drain frame before it makes any close a drain). */
 const endOf = (info: Transport.CloseInfo): SessionEnded => {
@@ -111,13 +126,21 @@ export const run = (
       })
 
     let greeted = false
+    const greet = (message: RelayToHost | RelayToHostV2) => {
+      if (greeted) return
+      greeted = true
+      // A relay that greets first knows a host's `drain` (see the finalizer above).
+      helloSeen = message._tag === "hello"
+      if (options.greeting) Deferred.unsafeDone(options.greeting, Exit.succeed(message._tag === "hello" ? message : undefined))
+    }
+    const onHello = (message: Hello) =>
+      // Which relay this is: the first frame, handed over through `greeting` above.
+      Effect.logDebug("tunnel.hello").pipe(
+        Effect.annotateLogs({ relayId: message.relayId, region: message.region, tunnelId: message.tunnelId })
+      )
+
     const handle = (message: RelayToHost): Effect.Effect<void> => {
-      if (!greeted) {
-        greeted = true
-        // A relay that greets first knows a host's `drain` (see the finalizer above).
-        helloSeen = message._tag === "hello"
-        if (options.greeting) Deferred.unsafeDone(options.greeting, Exit.succeed(message._tag === "hello" ? message : undefined))
-      }
+      greet(message)
       switch (message._tag) {
         case "ping":
           return send(Pong.make({ ts: message.ts }, true))
@@ -135,14 +158,38 @@ export const run = (
         case "drain":
           return onDrain(message.reason, message.reconnectWithinMs)
         case "hello":
-          // Which relay this is: the first frame, handed over through `greeting` above.
-          return Effect.logDebug("tunnel.hello").pipe(
-            Effect.annotateLogs({ relayId: message.relayId, region: message.region, tunnelId: message.tunnelId })
-          )
+          return onHello(message)
       }
     }
 
-    const onFrame = RelayToHostCodec.handler(handle)
+    // Version 2: the same control messages, requests and WebSockets as streams, their bytes in binary frames.
+    const streams = conn.protocol === TunnelProtocols.v2
+      ? yield* TargetStreams.make(options.streams ?? defaultStreamOptions(options), conn, target)
+      : undefined
+    const handleV2 = (message: RelayToHostV2): Effect.Effect<void> => {
+      greet(message)
+      switch (message._tag) {
+        case "ping":
+          return send(Pong.make({ ts: message.ts }, true))
+        case "drain":
+          return onDrain(message.reason, message.reconnectWithinMs)
+        case "hello":
+          if (message.streamWindow !== undefined && message.tunnelWindow !== undefined) {
+            streams!.setPeerWindows({ stream: message.streamWindow, tunnel: message.tunnelWindow })
+          }
+          return onHello(message)
+        default:
+          return streams!.onMessage(message)
+      }
+    }
+    const onTextV2 = RelayToHostV2Codec.handler(handleV2)
+    const onFrame = streams === undefined
+      ? RelayToHostCodec.handler(handle)
+      : (frame: string | Uint8Array): Effect.Effect<void> => {
+        if (typeof frame === "string") return onTextV2(frame)
+        streams.onFrame(frame)
+        return Effect.void
+      }
 
     const closedBy = (info: Transport.CloseInfo): Effect.Effect<never, SessionEnded> =>
       Effect.fail(drained ?? endOf(info))

@@ -62,7 +62,10 @@ const toRelayFrame = (id: string, data: Data): WsFrame =>
 const fromRelayFrame = (message: WsFrame): Data =>
   message.encoding === "base64" ? decodeBytes(message.data, "base64") : message.data
 
-const handshakeHeaders = (open: WsOpen): Record<string, string> => {
+/** What a WebSocket open says about the target's WebSocket, in either protocol version. */
+export type WsTarget = Pick<WsOpen, "path" | "query" | "headers">
+
+export const handshakeHeaders = (open: WsTarget): Record<string, string> => {
   const out: Record<string, string> = {}
   for (const [name, value] of Object.entries(endToEnd(open.headers ?? {}))) {
     // The WebSocket client makes its own handshake; forwarding these would break it.
@@ -77,13 +80,13 @@ const handshakeHeaders = (open: WsOpen): Record<string, string> => {
  * `graphql-transport-ws`): the relay accepted the client's first one, so the target is offered
  * that one alone, and either speaks it or refuses.
  */
-const protocolsOf = (open: WsOpen): Array<string> => {
+export const protocolsOf = (open: WsTarget): Array<string> => {
   const offered = Object.entries(open.headers ?? {}).find(([name]) => name.toLowerCase() === "sec-websocket-protocol")?.[1]
   const first = (typeof offered === "string" ? offered : offered?.join(","))?.split(",")[0]?.trim()
   return first === undefined || first === "" ? [] : [first]
 }
 
-export const targetWsUrl = (targetUrl: string, open: WsOpen): string => {
+export const targetWsUrl = (targetUrl: string, open: WsTarget): string => {
   const target = new URL(targetUrl)
   const scheme = target.protocol === "https:" ? "wss:" : "ws:"
   const prefix = target.pathname.replace(/\/+$/, "")

@@ -17,6 +17,12 @@ import { endToEnd, fromRawHeaders } from "./Hop.js"
 export class TargetHttp extends Context.Tag("effect-relay/TargetHttp")<TargetHttp, {
   /** Never fails: every problem with the target becomes a 4xx/5xx response. */
   readonly forward: (request: HttpRequest) => Effect.Effect<HttpResponse>
+  /**
+   * Starts a request to the target on this client's keep-alive agent (version 2 streams its
+   * body): `path` under the target's own path, `Host` the target's. Throws what node:http throws
+   * for a request it cannot make.
+   */
+  readonly open: (init: { readonly method: string; readonly path: string; readonly headers: Record<string, string | ReadonlyArray<string>> }) => http.ClientRequest
 }>() {}
 
 export interface TargetHttpOptions {
@@ -145,7 +151,18 @@ export const layer = (options: TargetHttpOptions): Layer.Layer<TargetHttp> =>
         )
       )
 
-    return { forward }
+    const open = (init: { readonly method: string; readonly path: string; readonly headers: Record<string, string | ReadonlyArray<string>> }) =>
+      transport.request({
+        protocol: target.protocol,
+        hostname: target.hostname,
+        port: target.port,
+        method: init.method,
+        path: prefix + (init.path.startsWith("/") ? init.path : `/${init.path}`),
+        headers: { ...init.headers, host: target.host } as http.OutgoingHttpHeaders,
+        agent
+      })
+
+    return { forward, open }
   }))
 
 /** The response the relay gets when the target could not give one: the detail is in `http.target_error`'s log line only. */

@@ -135,6 +135,12 @@ const tunnel = (
       drainGraceMs: config.drainGraceMs,
       stopGraceMs: config.stopGraceMs,
       channels: { targetUrl: config.targetUrl, connectTimeoutMs: config.connectTimeoutMs, queueFrames: config.wsQueueFrames },
+      streams: {
+        targetUrl: config.targetUrl,
+        requestTimeoutMs: config.requestTimeoutMs,
+        connectTimeoutMs: config.connectTimeoutMs,
+        windows: { stream: config.streamWindowBytes, tunnel: config.tunnelWindowBytes }
+      },
       greeting
     }).pipe(Effect.forkScoped)
 

@@ -24,7 +24,11 @@ const FakeTarget = Layer.succeed(TargetHttp, {
     Effect.as(
       request.path === "/slow" ? Effect.sleep("10 seconds") : Effect.void,
       HttpResponse.make({ id: request.id, status: 200, headers: { "x-path": request.path }, body: request.path })
-    )
+    ),
+  // These sessions speak version 1 (memory transports agree on no protocol).
+  open: () => {
+    throw new Error("version 1 sessions do not stream")
+  }
 })
 
 const options: Session.SessionOptions = {

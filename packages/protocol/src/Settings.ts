@@ -35,7 +35,9 @@ export const Checks = {
   positiveInt: { message: "must be a positive integer", validation: (n: number) => Number.isInteger(n) && n > 0 },
   nonNegativeInt: { message: "must be an integer >= 0", validation: (n: number) => Number.isInteger(n) && n >= 0 },
   port: { message: "must be a port, 0-65535", validation: (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535 },
-  fraction: { message: "must be between 0 and 1", validation: (n: number) => n >= 0 && n <= 1 }
+  fraction: { message: "must be between 0 and 1", validation: (n: number) => n >= 0 && n <= 1 },
+  /** A flow-control window: 1 KiB to 1 GiB. */
+  windowBytes: { message: "must be an integer from 1024 to 1073741824", validation: (n: number) => Number.isInteger(n) && n >= 1024 && n <= 1024 ** 3 }
 } satisfies Record<string, Check<number>>
 
 interface Common {

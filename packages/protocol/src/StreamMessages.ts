@@ -50,12 +50,16 @@ export const windowsHeader = (windows: Windows): string => `stream=${windows.str
 
 const StreamId = Schema.Number.pipe(Schema.int(), Schema.between(1, maxStreamId))
 
+/** A body's declared length in bytes (`Content-Length`); absent when it is not known in advance (chunked). */
+const Length = Schema.optional(Schema.Number.pipe(Schema.int(), Schema.between(0, Number.MAX_SAFE_INTEGER)))
+
 /** A client's request head, relay -> host. Unless `end`, its body follows as Data frames and an End. */
 export const StreamRequest = Schema.TaggedStruct("http", {
   stream: StreamId,
   method: Schema.String.pipe(Schema.maxLength(64)),
   path: Schema.String,
   headers: Headers,
+  length: Length,
   end: Schema.Boolean
 })
 export interface StreamRequest extends Schema.Schema.Type<typeof StreamRequest> {}
@@ -65,6 +69,7 @@ export const StreamResponse = Schema.TaggedStruct("http:response", {
   stream: StreamId,
   status: Schema.Number.pipe(Schema.int(), Schema.between(100, 599)),
   headers: Headers,
+  length: Length,
   end: Schema.Boolean
 })
 export interface StreamResponse extends Schema.Schema.Type<typeof StreamResponse> {}

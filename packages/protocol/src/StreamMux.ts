@@ -65,7 +65,10 @@ export interface StreamPort {
   readonly queued: () => number
   /** Abandons the stream and tells the peer (`reset`). Idempotent; nothing is delivered after it. */
   readonly reset: (reason: string) => void
-  /** Forgets the stream without telling the peer (it is finished both ways). Idempotent. */
+  /**
+   * Forgets the stream without telling the peer (it is finished both ways), once what is queued
+   * has been sent. Idempotent.
+   */
   readonly close: () => void
   /** Whether the stream is still open here. */
   readonly isOpen: () => boolean
@@ -124,6 +127,8 @@ interface Stream {
   drainWaiters: Array<() => void> | undefined
   /** In the ready ring (it has something to send and may have credit). */
   ready: boolean
+  /** Closed by this side with frames still queued: forgotten once they are sent. */
+  closeWhenSent: boolean
 }
 
 type Outgoing =
@@ -249,7 +254,10 @@ export const make = (options: StreamMuxOptions): StreamMux => {
       ring.shift()
       sendOne(s)
       if (s.queue.length > 0) ring.push(s)
-      else s.ready = false
+      else {
+        s.ready = false
+        if (s.closeWhenSent) forget(s)
+      }
       notifyDrained(s)
     }
   }
@@ -387,7 +395,8 @@ export const make = (options: StreamMuxOptions): StreamMux => {
       queue: [],
       queuedBytes: 0,
       drainWaiters: undefined,
-      ready: false
+      ready: false,
+      closeWhenSent: false
     }
     streams.get(id)?.sink.onReset("stream id reused")
     streams.set(id, s)
@@ -417,7 +426,11 @@ export const make = (options: StreamMuxOptions): StreamMux => {
       reset: (reason) => {
         if (forget(s)) conn.unsafeSend(options.encodeReset(s.id, reason))
       },
-      close: () => void forget(s),
+      close: () => {
+        // What is queued (the last bytes, the End) still goes; then the stream is forgotten.
+        if (s.open && s.queue.length > 0) s.closeWhenSent = true
+        else forget(s)
+      },
       isOpen: () => s.open
     }
   }

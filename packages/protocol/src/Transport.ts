@@ -50,6 +50,8 @@ export interface Transport {
   readonly resume: () => void
   /** Calls `f` once the bytes queued for sending have gone out to the OS (at once if none are queued), or the connection ends. */
   readonly onDrain: (f: () => void) => void
+  /** The subprotocol agreed on the upgrade (`Sec-WebSocket-Protocol`), "" when none. */
+  readonly protocol: string
 }
 
 export interface CloseInfo {
@@ -313,6 +315,9 @@ const attach = (
     })
 
   return {
+    get protocol() {
+      return ws.protocol
+    },
     messages: inbox.stream,
     onMessage: inbox.onMessage,
     send,
@@ -442,7 +447,10 @@ export const truncateReason = (reason: string): string => {
  * Two transports wired to each other in memory: what one sends, the other
  * receives. For tests of tunnel logic under `TestClock`.
  */
-export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect.gen(function*() {
+export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect.suspend(() => memoryPairSpeaking(""))
+
+/** `memoryPair` whose transports say they agreed on `protocol`. */
+export const memoryPairSpeaking = (protocol: string): Effect.Effect<readonly [Transport, Transport]> => Effect.gen(function*() {
   const [inA, endA] = yield* makeState
   const [inB, endB] = yield* makeState
   let ended = false
@@ -473,7 +481,8 @@ export const memoryPair: Effect.Effect<readonly [Transport, Transport]> = Effect
       bufferedAmount: () => 0,
       pause: () => {},
       resume: () => {},
-      onDrain: (f) => f()
+      onDrain: (f) => f(),
+      protocol
     }
   }
   return [side(inA, endA, inB), side(inB, endB, inA)] as const

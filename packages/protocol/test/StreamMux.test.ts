@@ -255,4 +255,17 @@ describe("stream mux", () => {
     mux.open(4, sink().sink)
     expect(mux.nextId()).toBe(5)
   })
+
+  it("closing a stream with bytes and its End still queued sends them first, then forgets it", () => {
+    const { mux, sent } = setup({ stream: 8, tunnel: 100 }, { stream: 4, tunnel: 100 })
+    const port = mux.open(1, sink().sink)
+    port.write(Buffer.from("abcdefgh"))
+    port.end()
+    port.close()
+    expect(port.isOpen()).toBe(true)
+    mux.onFrame(StreamFrames.window(1, 4))
+    expect(frames(sent).map((f) => [f.kind, f.payload.toString()])).toEqual([[FrameKind.Data, "abcd"], [FrameKind.Data, "efgh"], [FrameKind.End, ""]])
+    expect(port.isOpen()).toBe(false)
+    expect(mux.size()).toBe(0)
+  })
 })

@@ -40,7 +40,9 @@ for (const routing of ["fly-replay", "proxy"] as const) {
         env: { RELAY_TOKEN: t }
       })
       const deadline = Date.now() + 30_000
-      while (!relays.every((relay) => holds(relay, hostId)) && Date.now() < deadline) yield* Effect.sleep("50 millis")
+      const connectedTo = () => new Set(agent.logs.filter((l) => messageOf(l) === "tunnel.connected").map((l) => l.annotations.relayId).slice(-2))
+      // Both relays registered a tunnel, and the agent heard both hellos (it logs a tunnel once its relay greeted it).
+      while (!(relays.every((relay) => holds(relay, hostId)) && connectedTo().size === 2) && Date.now() < deadline) yield* Effect.sleep("50 millis")
       const refused = relays.reduce((n, relay) => n + relay.logs.filter((l) => messageOf(l) === "tunnel.refused" && l.annotations.hostId === hostId).length, 0)
       console.log(`${routing} behind one URL: a tunnel on each relay after ${front.replays()} replays elsewhere and ${refused} refusals (4003)`)
       expect(relays.map((relay) => holds(relay, hostId))).toEqual([true, true])

@@ -64,6 +64,34 @@ export const relaySettings = {
     defaultText: "10485760 (10 MiB)",
     description: "Largest request or response body carried through a tunnel (413 or 502 beyond it)."
   }),
+  maxStreamedBodyBytes: Setting.optionalInteger({
+    flag: "max-streamed-body-bytes",
+    env: "MAX_STREAMED_BODY_BYTES",
+    check: Setting.Checks.positiveInt,
+    description: "Largest request or response body streamed through a version 2 tunnel (413 before it starts when declared, else the stream is cut). Unlimited when unset: a streamed body holds at most a window of memory. A body that must be held or replayed keeps MAX_BODY_BYTES."
+  }),
+  protocolV2: Setting.boolean({
+    flag: "protocol-v2",
+    env: "PROTOCOL_V2",
+    default: true,
+    description: "Speak tunnel protocol version 2 (streamed bodies, binary frames, flow control) with agents that offer it; --no-protocol-v2 speaks only version 1."
+  }),
+  streamWindowBytes: Setting.integer({
+    flag: "stream-window-bytes",
+    env: "STREAM_WINDOW_BYTES",
+    default: 256 * 1024,
+    defaultText: "262144 (256 KiB)",
+    check: Setting.Checks.windowBytes,
+    description: "Version 2: bytes of one stream (a body, a WebSocket's messages) a host may send before the relay has passed them on to the client; the most the relay holds of one stream."
+  }),
+  tunnelWindowBytes: Setting.integer({
+    flag: "tunnel-window-bytes",
+    env: "TUNNEL_WINDOW_BYTES",
+    default: 4 * 1024 * 1024,
+    defaultText: "4194304 (4 MiB)",
+    check: Setting.Checks.windowBytes,
+    description: "Version 2: bytes of all of a tunnel's streams together a host may send before the relay has passed them on; the most the relay holds for one tunnel."
+  }),
   pingIntervalMs: Setting.integer({ flag: "ping-interval-ms", env: "PING_INTERVAL_MS", default: 30_000, description: "Ping every host this often." }),
   pingMaxMissed: Setting.integer({ flag: "ping-max-missed", env: "PING_MAX_MISSED", default: 3, description: "Pings without a pong before the tunnel is closed 1001." }),
   requestTimeoutMs: Setting.integer({

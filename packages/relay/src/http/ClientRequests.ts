@@ -88,21 +88,43 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           yield* firstReachable(target.owners, req.method, (owner) => peers.forwardHttp(owner.entry, req, body, res))
         })
 
+      const headersForHost = (ex: Exchange) =>
+        requestHeadersForHost(ex.req.headers, ex.req.socket.remoteAddress, {
+          drop: [PeerHeaders.hop, PeerHeaders.secret],
+          trust: config.trustProxy,
+          fromPeer: ex.fromPeer,
+          keepAuthorization: ex.keepAuthorization
+        })
+
+      /**
+       * Version 2: the body goes to the host as it arrives and the response comes back as the host
+       * sends it; nothing of either is held here beyond the stream's window.
+       */
+      const toStream = (ex: Exchange, tunnel: Tunnel) =>
+        Effect.gen(function*() {
+          const { req, res, route } = ex
+          yield* RelayMetrics.routed("local")
+          yield* tunnel.stream({
+            method: req.method ?? "GET",
+            path: route.query === "" ? route.path : `${route.path}?${route.query}`,
+            headers: headersForHost(ex),
+            req,
+            res,
+            ...(ex.body !== undefined ? { body: ex.body } : {})
+          })
+        })
+
       const toTunnel = (ex: Exchange, tunnel: Tunnel) =>
         Effect.gen(function*() {
-          const { fromPeer, keepAuthorization, req, res, route } = ex
+          if (tunnel.version === 2) return yield* toStream(ex, tunnel)
+          const { req, res, route } = ex
           const body = yield* bodyOf(ex, tunnel.bodyBudget())
           const reservation = ex.reservation!
           yield* RelayMetrics.routed("local")
           const response = yield* tunnel.request({
             method: req.method ?? "GET",
             path: route.query === "" ? route.path : `${route.path}?${route.query}`,
-            headers: requestHeadersForHost(req.headers, req.socket.remoteAddress, {
-              drop: [PeerHeaders.hop, PeerHeaders.secret],
-              trust: config.trustProxy,
-              fromPeer,
-              keepAuthorization
-            }),
+            headers: headersForHost(ex),
             body
           })
           // The response is in memory until its client has taken it: it must fit the budgets till then.

@@ -6,7 +6,19 @@
  * an authenticated host only to close it 4001 at once, the code that brings it straight back
  * elsewhere (checked again after the async auth, and by the registry).
  */
-import { CloseCodes, decodeHostId, FeaturesHeader, InstanceHeader, LogLimits, parseFeatures, retryAfterReason, SessionHeader } from "@effect-relay/protocol"
+import {
+  CloseCodes,
+  decodeHostId,
+  FeaturesHeader,
+  InstanceHeader,
+  LogLimits,
+  parseFeatures,
+  parseWindows,
+  retryAfterReason,
+  SessionHeader,
+  TunnelProtocols,
+  WindowHeader
+} from "@effect-relay/protocol"
 import { Context, Effect, Either, Layer } from "effect"
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
@@ -47,7 +59,10 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
       const registry = yield* TunnelRegistry
       const admission = yield* Admission
       // A body travels base64 in a JSON frame: room for a maximal body plus the envelope.
-      const upgrade = makeUpgrade(Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024)
+      // The protocol: version 2 when the agent offers it and this relay speaks it, else version 1
+      // (offered or not: an agent that offers nothing speaks it).
+      const upgrade = makeUpgrade(Math.ceil(config.maxBodyBytes * 4 / 3) + 1024 * 1024, (offered) =>
+        config.protocolV2 && offered.has(TunnelProtocols.v2) ? TunnelProtocols.v2 : offered.has(TunnelProtocols.v1) ? TunnelProtocols.v1 : false)
       // Strangers can repeat refusals at will: a few lines a second, each saying how many were left out.
       const refusals = LogLimits.gate(10, 1000)
       // Hosts arriving over the registration rate (another relay drained): one line a second is enough.
@@ -105,7 +120,8 @@ export class TunnelUpgrade extends Context.Tag("effect-relay/TunnelUpgrade")<Tun
           yield* registry.register(hostId.right, conn, {
             features: parseFeatures(req.headers[FeaturesHeader]),
             ...(instanceId !== undefined ? { instanceId } : {}),
-            session
+            session,
+            windows: parseWindows(req.headers[WindowHeader])
           })
         }).pipe(
           // A registration is seen through to its answer, also when the relay stops meanwhile: the

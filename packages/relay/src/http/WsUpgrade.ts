@@ -10,14 +10,20 @@ import { WebSocketServer, type WebSocket } from "ws"
 
 export type Upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<Transport.Transport>
 
+/** Picks the subprotocol to agree to among those offered; false for none. */
+export type ChooseProtocol = (offered: ReadonlySet<string>) => string | false
+
+/** The first offered (a client WebSocket: the host's target is offered that one). */
+const firstOffered: ChooseProtocol = (offered) => offered.values().next().value ?? false
+
 /** An upgrader accepting frames up to `maxPayload` bytes. It ends interrupted if the socket is gone first. */
-export const makeUpgrade = (maxPayload: number): Upgrade => {
+export const makeUpgrade = (maxPayload: number, chooseProtocol: ChooseProtocol = firstOffered): Upgrade => {
   const wss = new WebSocketServer({
     noServer: true,
     clientTracking: false,
     perMessageDeflate: false,
     maxPayload,
-    handleProtocols: (protocols) => protocols.values().next().value ?? false
+    handleProtocols: (protocols) => chooseProtocol(protocols)
   })
   return (req, socket, head) =>
     Effect.async<Transport.Transport>((resume) => {

@@ -60,12 +60,14 @@ export class Router extends Context.Tag("effect-relay/Router")<Router, {
 
       const locate = (hostId: HostId, options: { readonly fromPeer?: boolean } = {}) =>
         Effect.gen(function*() {
-          const local = Option.filter(registry.get(hostId), (tunnel) => !tunnel.isEnded() && !tunnel.isLeaving())
+          const here = registry.get(hostId)
+          const local = Option.filter(here, (tunnel) => tunnel.isReady() && !tunnel.isEnded() && !tunnel.isLeaving())
           // Serving, a local tunnel is the answer at once (no directory call on the hot path);
           // draining, another relay is preferred when one holds the host too.
           if (Option.isSome(local) && (!draining.isDraining() || options.fromPeer)) return { _tag: "Local", tunnel: local.value } as Route
           if (options.fromPeer) return yield* new HostOffline({ hostId })
-          const remote = yield* others(hostId, local)
+          // An entry of this relay's is stale only if no tunnel here has its id (one still registering is not).
+          const remote = yield* others(hostId, here)
           if (Arr.isNonEmptyReadonlyArray(remote)) return { _tag: "Remote", owners: remote } as Route
           if (Option.isSome(local)) return { _tag: "Local", tunnel: local.value } as Route
           return yield* new HostOffline({ hostId })

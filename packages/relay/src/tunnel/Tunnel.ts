@@ -19,13 +19,17 @@
 import {
   CloseCodes,
   CloseReasons,
+  defaultWindows,
   Features,
   type FrameError,
   type HostId,
   HostToRelayCodec,
+  HostToRelayV2Codec,
   LogLimits,
   RelayToHostCodec,
-  type Transport
+  type Transport,
+  TunnelProtocols,
+  type Windows
 } from "@effect-relay/protocol"
 import { Deferred, Effect, Exit, Option, Runtime, Scope } from "effect"
 import { randomUUID } from "node:crypto"
@@ -36,8 +40,10 @@ import { makeFrameBudget, type Take } from "./FrameBudget.js"
 import * as TunnelChannels from "./TunnelChannels.js"
 import type { TooManyChannels, TooManyPendingRequests } from "./TunnelErrors.js"
 import * as TunnelRequests from "./TunnelRequests.js"
+import * as TunnelStreams from "./TunnelStreams.js"
 
 export type { ForwardRequest, ForwardResponse, RequestError } from "./TunnelRequests.js"
+export type { StreamedRequest, StreamError } from "./TunnelStreams.js"
 export type { ChannelOpen } from "./TunnelChannels.js"
 
 type Conn = Transport.Transport
@@ -51,7 +57,14 @@ export interface Tunnel {
   /** Which session of that instance it is (0 for agents that do not say). */
   readonly session: number
   readonly connectedAt: number
-  /** Sends a request to the host and waits for its response. */
+  /** The tunnel protocol it speaks: 2 streams bodies (`stream`), 1 carries them whole (`request`). */
+  readonly version: 1 | 2
+  /**
+   * Version 2: sends the request with its body as it arrives, and writes the response to the
+   * client as it comes; completes once the response head is written.
+   */
+  readonly stream: (req: TunnelStreams.StreamedRequest) => Effect.Effect<void, TunnelStreams.StreamError>
+  /** Version 1: sends a request to the host and waits for its response. */
   readonly request: (
     req: TunnelRequests.ForwardRequest
   ) => Effect.Effect<TunnelRequests.ForwardResponse, TunnelRequests.RequestError | TooManyPendingRequests>
@@ -67,6 +80,10 @@ export interface Tunnel {
   readonly isEnded: () => boolean
   /** Whether its host said it is stopping: no new request goes to it (those in flight are answered). */
   readonly isLeaving: () => boolean
+  /** Whether it is registered and its host greeted: requests go to it only then. */
+  readonly isReady: () => boolean
+  /** Registered, and the hello (if any) sent: from now on it takes requests. */
+  readonly markReady: () => void
   /** One ping period: pings the host, or ends the tunnel (1001) after too many missed pongs. False once ended. */
   readonly pingTick: Effect.Effect<boolean>
   /** Whether a pong came since the last call: the registry heartbeats the directory at most once a ping period. */
@@ -87,6 +104,10 @@ export interface TunnelOptions {
   readonly session?: number
   /** Optional frames the host announced it understands (`Features`). */
   readonly features?: ReadonlySet<string>
+  /** The protocol agreed on the upgrade (1 unless the host offered 2 and the relay speaks it). */
+  readonly version?: 1 | 2
+  /** Version 2: the host's receive windows (its upgrade header). */
+  readonly peerWindows?: Windows
   /** Ping from a fiber of this tunnel's own (default). A registry pings all its tunnels from one fiber instead. */
   readonly pingSelf?: boolean
   /** How to start a fiber from the socket's callback (a registry passes its own, tied to its scope). */
@@ -99,6 +120,34 @@ export interface TunnelOptions {
   /** Called once when the host says it is stopping (a `drain` frame from the host). */
   readonly onLeaving?: () => void
 }
+
+/**
+ * What a tunnel carries, whichever the protocol: its HTTP exchanges in flight (what a drain and a
+ * leaving host wait for) and its client WebSockets.
+ */
+interface Carried {
+  readonly size: () => number
+  readonly setOnSettled: (f: (() => void) | undefined) => void
+  readonly failAll: () => void
+  readonly closeChannels: (code: number, reason: string) => Effect.Effect<void>
+  readonly channelCount: () => number
+}
+
+const carriedV1 = (requests: TunnelRequests.TunnelRequests, channels: TunnelChannels.TunnelChannels): Carried => ({
+  size: requests.size,
+  setOnSettled: (f) => (requests.onSettled = f),
+  failAll: requests.failAll,
+  closeChannels: channels.closeAll,
+  channelCount: channels.size
+})
+
+const carriedV2 = (streams: TunnelStreams.TunnelStreams): Carried => ({
+  size: streams.size,
+  setOnSettled: (f) => (streams.onSettled = f),
+  failAll: streams.failAll,
+  closeChannels: streams.closeChannels,
+  channelCount: streams.channelCount
+})
 
 /** The same drain frame for every tunnel: encoded once. */
 const drainFrame = RelayToHostCodec.encode({ _tag: "drain", reason: "relay draining" })
@@ -173,14 +222,36 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
       logGate: undefined
     }
     const isClosing = () => life.closing
-    const requests = yield* TunnelRequests.make({ config, hostId, conn, cancels: options.features?.has(Features.cancel) === true, isClosing })
-    const channels = TunnelChannels.make({ config, hostId, conn, isClosing, logLimited: (event, fields) => logLimited(life, event, fields) })
-    readFrames(life, requests, channels)
+    const version = options.version ?? (conn.protocol === TunnelProtocols.v2 ? 2 : 1)
+    const logLimitedHere = (event: string, fields: Record<string, unknown>) => logLimited(life, event, fields)
+    let requests: TunnelRequests.TunnelRequests | undefined
+    let channels: TunnelChannels.TunnelChannels | undefined
+    let streams: TunnelStreams.TunnelStreams | undefined
+    let carried: Carried
+    if (version === 2) {
+      streams = yield* TunnelStreams.make({
+        config,
+        hostId,
+        conn,
+        peerWindows: options.peerWindows ?? defaultWindows,
+        isClosing,
+        logLimited: logLimitedHere,
+        run: life.run
+      })
+      carried = carriedV2(streams)
+      readFramesV2(life, streams, carried)
+    } else {
+      requests = yield* TunnelRequests.make({ config, hostId, conn, cancels: options.features?.has(Features.cancel) === true, isClosing })
+      channels = TunnelChannels.make({ config, hostId, conn, isClosing, logLimited: logLimitedHere })
+      carried = carriedV1(requests, channels)
+      readFrames(life, requests, channels, carried)
+    }
     const pingTick = pingTickOf(life)
     if (options.pingSelf ?? true) {
       yield* Effect.forkScoped(Effect.sleep(config.pingIntervalMs).pipe(Effect.zipRight(pingTick), Effect.repeat({ while: (alive) => alive })))
     }
-    yield* closeAtTheEnd(life, requests, channels)
+    yield* closeAtTheEnd(life, carried)
+    let ready = false
     /** Made on first use: most tunnels of a large relay are idle. */
     let bodyBudget: ByteBudget.ByteBudget | undefined
     return {
@@ -189,13 +260,19 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
       instanceId: options.instanceId ?? life.tunnelId,
       session: options.session ?? 0,
       connectedAt: Date.now(),
-      request: requests.request,
-      hasRoomForChannel: channels.hasRoom,
-      openChannel: channels.open,
+      version,
+      stream: streams?.http ?? (() => Effect.dieMessage("a version 1 tunnel carries whole bodies: use request")),
+      request: requests?.request ?? (() => Effect.dieMessage("a version 2 tunnel streams bodies: use stream")),
+      hasRoomForChannel: streams?.hasRoomForChannel ?? channels!.hasRoom,
+      openChannel: streams?.openChannel ?? channels!.open,
       bodyBudget: () => (bodyBudget ??= ByteBudget.make(config.tunnelBodyBudgetBytes)),
       ended: Deferred.await(life.endedSignal),
       isEnded: () => life.end !== undefined,
       isLeaving: () => life.leaving,
+      isReady: () => ready,
+      markReady: () => {
+        ready = true
+      },
       pingTick,
       takePong: () => {
         const was = life.ponged
@@ -203,10 +280,17 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
         return was
       },
       notifyDrain: (frame) => notifyDrain(life, frame),
-      hello: ({ region, relayId }) => void conn.unsafeSend(RelayToHostCodec.encode({ _tag: "hello", relayId, region, tunnelId: life.tunnelId })),
+      hello: ({ region, relayId }) =>
+        void conn.unsafeSend(RelayToHostCodec.encode({
+          _tag: "hello",
+          relayId,
+          region,
+          tunnelId: life.tunnelId,
+          ...(version === 2 ? { streamWindow: config.streamWindowBytes, tunnelWindow: config.tunnelWindowBytes } : {})
+        })),
       closeWith: (code, reason) => Effect.sync(() => closeWith(life, code, reason)),
-      pendingCount: requests.size,
-      channelCount: channels.size
+      pendingCount: carried.size,
+      channelCount: carried.channelCount
     } satisfies Tunnel
   })
 
@@ -218,10 +302,7 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
  * frame that does not decode is counted, logged a few times per interval, and dropped; one meant
  * for a request still waiting fails that request at once (502).
  */
-const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channels: TunnelChannels.TunnelChannels) => {
-  const { config, conn } = life
-  const frames = makeFrameBudget(config.tunnelFramesPerSecond, config.tunnelFrameBurst, conn)
-
+const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channels: TunnelChannels.TunnelChannels, carried: Carried) => {
   const onBadFrame = (error: FrameError): Effect.Effect<void> => {
     RelayMetrics.limitHit("bad_frame")
     if (error.type === "http:response" && error.id !== undefined) requests.onBadResponse(error.id, error.problem)
@@ -243,10 +324,47 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
       case "ws:close":
         return channels.onClose(message)
       case "drain":
-        if (!life.leaving) leaving(life, requests)
+        if (!life.leaving) leaving(life, carried)
         return Effect.void
     }
   }, onBadFrame)
+  readWithBudget(life, onFrame)
+}
+
+/** Version 2: control messages as in version 1 (their own schemas), binary frames to the streams. */
+const readFramesV2 = (life: Life, streams: TunnelStreams.TunnelStreams, carried: Carried) => {
+  const onBadFrame = (error: FrameError): Effect.Effect<void> => {
+    RelayMetrics.limitHit("bad_frame")
+    if (error.type === "http:response" && error.stream !== undefined) streams.onBadResponse(error.stream, error.problem)
+    return logLimited(life, "tunnel.bad_frame", { problem: error.problem, type: error.type ?? null })
+  }
+  const onText = HostToRelayV2Codec.handler((message): Effect.Effect<void> => {
+    switch (message._tag) {
+      case "pong":
+        life.missedPongs = 0
+        life.ponged = true
+        return Effect.void
+      case "drain":
+        if (!life.leaving) leaving(life, carried)
+        return Effect.void
+      default:
+        return streams.onMessage(message)
+    }
+  }, onBadFrame)
+  readWithBudget(life, (frame) => {
+    if (typeof frame === "string") return onText(frame)
+    streams.onFrame(frame)
+    return Effect.void
+  })
+}
+
+/**
+ * Hands every frame to `onFrame` on the socket's own callback, within the frame budget (over it
+ * the socket is paused; kept up, the tunnel ends 1008).
+ */
+const readWithBudget = (life: Life, onFrame: (frame: string | Uint8Array) => Effect.Effect<void>) => {
+  const { config, conn } = life
+  const frames = makeFrameBudget(config.tunnelFramesPerSecond, config.tunnelFrameBurst, conn)
 
   const onOverBudget = (budget: Exclude<Take, "ok">) => {
     if (budget === "paused") {
@@ -287,15 +405,15 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
  * The host said it is stopping: no new request goes to this tunnel, and once every request sent
  * to it is answered, it closes (1000): the host waits for that close, so nothing is cut.
  */
-const leaving = (life: Life, requests: TunnelRequests.TunnelRequests) => {
+const leaving = (life: Life, carried: Carried) => {
   life.leaving = true
   life.onLeaving?.()
   const closeWhenAnswered = () => {
-    if (requests.size() > 0 || life.end !== undefined) return
+    if (carried.size() > 0 || life.end !== undefined) return
     closeWith(life, CloseCodes.Normal, "host leaving")
     markEnded(life, { code: CloseCodes.Normal, reason: "host leaving" })
   }
-  requests.onSettled = closeWhenAnswered
+  carried.setOnSettled(closeWhenAnswered)
   closeWhenAnswered()
 }
 
@@ -338,21 +456,21 @@ export const drainFrameWithin = (reconnectWithinMs: number): string =>
  * closes or all are answered), then 4001. Then, whatever the code: what still waits fails,
  * client channels close, the transport closes.
  */
-const closeAtTheEnd = (life: Life, requests: TunnelRequests.TunnelRequests, channels: TunnelChannels.TunnelChannels) =>
+const closeAtTheEnd = (life: Life, carried: Carried) =>
   Effect.gen(function*() {
     const { conn } = life
     const finish = Effect.suspend(() => {
-      requests.onSettled = undefined
-      requests.failAll()
+      carried.setOnSettled(undefined)
+      carried.failAll()
       const { code, reason } = Option.getOrElse(life.intent, () => ({ code: CloseCodes.Drain, reason: CloseReasons.Draining }))
       const [clientCode, clientReason] = Option.isNone(life.intent) ? [CloseCodes.ServiceRestart, "relay restarting"] : [CloseCodes.Internal, "tunnel closed"]
-      return Effect.zipRight(channels.closeAll(clientCode, clientReason), conn.close(code, reason))
+      return Effect.zipRight(carried.closeChannels(clientCode, clientReason), conn.close(code, reason))
     })
     const flush = Effect.gen(function*() {
       const settled = yield* Deferred.make<void>()
-      requests.onSettled = () => {
-        if (requests.size() === 0) Deferred.unsafeDone(settled, Exit.void)
-      }
+      carried.setOnSettled(() => {
+        if (carried.size() === 0) Deferred.unsafeDone(settled, Exit.void)
+      })
       yield* Effect.raceFirst(conn.closed, Deferred.await(settled)).pipe(Effect.interruptible, Effect.timeout(life.config.drainFlushMs), Effect.ignore)
     })
     // Scope.addFinalizer, not Effect.addFinalizer: restoring the fiber refs of the moment the
@@ -362,6 +480,6 @@ const closeAtTheEnd = (life: Life, requests: TunnelRequests.TunnelRequests, chan
         life.closing = true
         const draining = life.end === undefined && Option.isNone(life.intent)
         if (draining) notifyDrain(life)
-        return draining && requests.size() > 0 ? Effect.zipRight(flush, finish) : finish
+        return draining && carried.size() > 0 ? Effect.zipRight(flush, finish) : finish
       }))
   })

@@ -7,7 +7,7 @@
  * refreshes the directory entries of those that answered. `DirectorySync` keeps the directory
  * true to what is here.
  */
-import { CloseCodes, CloseReasons, Features, type HostId, type Transport } from "@effect-relay/protocol"
+import { CloseCodes, CloseReasons, Features, type HostId, type Transport, type Windows } from "@effect-relay/protocol"
 import { Context, Effect, ExecutionStrategy, Exit, Fiber, FiberId, FiberSet, Layer, Option, Schedule, Scope, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { RelayAddress } from "../config/RelayAddress.js"
@@ -30,6 +30,8 @@ export interface RegisterOptions {
   /** The agent process the tunnel belongs to, and which of its sessions it is. */
   readonly instanceId?: string
   readonly session?: number
+  /** Version 2: the host's receive windows, from its upgrade request. */
+  readonly windows?: Windows
 }
 
 /** What closing every tunnel at once did, for the drain's log events. */
@@ -207,6 +209,7 @@ const openTunnel = ({ config, draining, local, owner, run, sync, tunnelsScope }:
       ...(options.features !== undefined ? { features: options.features } : {}),
       ...(options.instanceId !== undefined ? { instanceId: options.instanceId } : {}),
       ...(options.session !== undefined ? { session: options.session } : {}),
+      ...(options.windows !== undefined ? { peerWindows: options.windows } : {}),
       pingSelf: false,
       run,
       onLeaving: () => run(Effect.suspend(() => leave)),
@@ -246,8 +249,13 @@ const openTunnel = ({ config, draining, local, owner, run, sync, tunnelsScope }:
       Effect.annotateLogs({ hostId, tunnelId })
     )
     yield* RelayMetrics.registration("accepted")
+    // The hello is the tunnel's first frame (version 2's windows are in it): no request goes to the
+    // tunnel before it.
     if (options.features?.has(Features.hello) === true) tunnel.hello({ relayId: owner, region: config.region })
-    yield* Effect.logInfo("tunnel.registered").pipe(Effect.annotateLogs({ instanceId: tunnel.instanceId, session: tunnel.session }))
+    tunnel.markReady()
+    yield* Effect.logInfo("tunnel.registered").pipe(
+      Effect.annotateLogs({ instanceId: tunnel.instanceId, session: tunnel.session, protocol: tunnel.version })
+    )
   }).pipe(Effect.annotateLogs({ hostId, tunnelId }))
 
 /**

@@ -72,7 +72,7 @@ interface Waiting {
  * header name or value node:http refuses to write (a control character, a line break: a client's
  * connection must never get a head the relay did not mean).
  */
-const headProblem = (headers: Headers, maxBytes: number): string | undefined => {
+export const headProblem = (headers: Headers, maxBytes: number): string | undefined => {
   let n = 0
   try {
     for (const name in headers) {

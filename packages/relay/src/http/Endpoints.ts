@@ -41,6 +41,7 @@ export class Endpoints extends Context.Tag("effect-relay/Endpoints")<Endpoints, 
         Effect.gen(function*() {
           yield* Metric.set(RelayMetrics.tunnelsOpen, registry.size())
           yield* Metric.set(RelayMetrics.pendingRequests, registry.pendingRequests())
+          yield* Metric.set(RelayMetrics.streamBufferedBytes, registry.streamBufferedBytes())
           yield* Metric.set(RelayMetrics.heldRequests, holds.size())
           const text = yield* PrometheusText.render(["relay_"])
           res.writeHead(200, { "content-type": PrometheusText.contentType, "content-length": Buffer.byteLength(text) })

@@ -17,6 +17,10 @@ export const pendingRequests = Metric.gauge("relay_pending_requests", {
   description: "Requests sent into this relay's tunnels and waiting for the host's response."
 })
 
+export const streamBufferedBytes = Metric.gauge("relay_stream_buffered_bytes", {
+  description: "Version 2: body and message bytes received from hosts and not yet taken by their clients (at most a stream window per stream, a tunnel window per tunnel)."
+})
+
 const registrations = byTag(counter("relay_tunnel_registrations_total", "Tunnel registrations, by result."), "result")
 export type RegistrationResult =
   | "accepted"

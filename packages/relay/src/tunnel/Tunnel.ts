@@ -96,6 +96,8 @@ export interface Tunnel {
   readonly closeWith: (code: number, reason: string) => Effect.Effect<void>
   readonly pendingCount: () => number
   readonly channelCount: () => number
+  /** Version 2: bytes received from the host and not yet taken by clients. */
+  readonly bufferedBytes: () => number
 }
 
 export interface TunnelOptions {
@@ -290,7 +292,8 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
         })),
       closeWith: (code, reason) => Effect.sync(() => closeWith(life, code, reason)),
       pendingCount: carried.size,
-      channelCount: carried.channelCount
+      channelCount: carried.channelCount,
+      bufferedBytes: streams?.buffered ?? (() => 0)
     } satisfies Tunnel
   })
 

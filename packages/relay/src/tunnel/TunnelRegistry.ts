@@ -59,6 +59,8 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
   readonly size: () => number
   /** Requests in flight over all tunnels (for the pending-requests gauge, read at scrape time). */
   readonly pendingRequests: () => number
+  /** Version 2: bytes received from hosts and not yet taken by clients, over all tunnels (read at scrape time). */
+  readonly streamBufferedBytes: () => number
   readonly hostIds: () => ReadonlyArray<HostId>
   /**
    * Tells every host to move (drain frames), then closes every tunnel and waits for their
@@ -155,6 +157,11 @@ export class TunnelRegistry extends Context.Tag("effect-relay/TunnelRegistry")<T
         pendingRequests: () => {
           let total = 0
           for (const { tunnel } of local.values()) total += tunnel.pendingCount()
+          return total
+        },
+        streamBufferedBytes: () => {
+          let total = 0
+          for (const { tunnel } of local.values()) total += tunnel.bufferedBytes()
           return total
         },
         hostIds: () => [...local.keys()],

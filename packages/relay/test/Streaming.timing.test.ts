@@ -12,6 +12,8 @@ import {
   openSocket,
   patternChunk,
   patternSha256,
+  redisPrefix,
+  redisUrl,
   type RelayProcess,
   sampleRss,
   startHostProcess,
@@ -72,6 +74,28 @@ const drain = (res: http.IncomingMessage) =>
     res.on("close", () => resolve({ sha256: hash.digest("hex"), bytes, complete: res.complete }))
   })
 
+/** A chunked POST of `size` pattern bytes, written as fast as the socket takes them; the target's `{size, sha256}`. */
+const uploadPattern = (url: string, t: string, size: number) =>
+  new Promise<{ size: number; sha256: string }>((resolve, reject) => {
+    const req = http.request(url, { method: "POST", headers: { authorization: `Bearer ${t}`, "transfer-encoding": "chunked" } }, (res) => {
+      let text = ""
+      res.on("data", (c: Buffer) => (text += c.toString()))
+      res.on("end", () => resolve(JSON.parse(text)))
+    })
+    req.on("error", reject)
+    let sent = 0
+    let index = 0
+    const more = () => {
+      while (sent < size) {
+        const piece = patternChunk(index++, 64 * 1024)
+        sent += piece.length
+        if (!req.write(piece)) return req.once("drain", more)
+      }
+      req.end()
+    }
+    more()
+  })
+
 const timed = async <A>(f: () => Promise<A>) => {
   const start = performance.now()
   const value = await f()
@@ -117,29 +141,7 @@ describe("tunnel protocol version 2 (relay and agent processes)", () => {
         expect(value).toEqual({ sha256: expected, bytes: size, complete: true })
         console.log(`download ${query}: ${(size / MiB / (ms / 1000)).toFixed(0)} MiB/s`)
       }
-      const { ms, value } = yield* Effect.promise(() =>
-        timed(() =>
-          new Promise<{ size: number; sha256: string }>((resolve, reject) => {
-            const req = http.request(`${base}/upload`, { method: "POST", headers: { authorization: `Bearer ${t}`, "transfer-encoding": "chunked" } }, (res) => {
-              let text = ""
-              res.on("data", (c: Buffer) => (text += c.toString()))
-              res.on("end", () => resolve(JSON.parse(text)))
-            })
-            req.on("error", reject)
-            let sent = 0
-            let index = 0
-            const more = () => {
-              while (sent < size) {
-                const piece = patternChunk(index++, 64 * 1024)
-                sent += piece.length
-                if (!req.write(piece)) return req.once("drain", more)
-              }
-              req.end()
-            }
-            more()
-          })
-        )
-      )
+      const { ms, value } = yield* Effect.promise(() => timed(() => uploadPattern(`${base}/upload`, t, size)))
       expect(value).toEqual({ size, sha256: expected })
       console.log(`upload: ${(size / MiB / (ms / 1000)).toFixed(0)} MiB/s`)
     }), 60_000)
@@ -277,6 +279,34 @@ describe("tunnel protocol version 2 (relay and agent processes)", () => {
       console.log(`small GETs during a large download: ${sorted.map((m) => m.toFixed(1)).join(", ")} ms`)
       expect(times.flowing).toBe(true)
       expect(sorted[sorted.length - 1]).toBeLessThan(50)
+    }), 60_000)
+
+  it.scopedLive("through a relay that does not hold the host (proxied to the one that does): a 50 MiB chunked upload and a 50 MiB download stream, byte-identical", () =>
+    Effect.gen(function*() {
+      const { prefix } = yield* redisPrefix("stream-proxy")
+      const env = (machineId: string) => ({
+        RELAY_AUTH_SECRET: testSecret,
+        REDIS_URL: redisUrl(),
+        REDIS_KEY_PREFIX: prefix,
+        RELAY_PEER_SECRET: "stream-proxy-peer-secret-0123456789",
+        REGION: "iad",
+        MACHINE_ID: machineId,
+        ROUTING: "proxy"
+      })
+      const owner = yield* startRelayProcess({ env: env("a") })
+      const front = yield* startRelayProcess({ env: env("b") })
+      const target = yield* startStreamTarget
+      const t = yield* token({ org: "acme" })
+      yield* startHostProcess({ args: ["--relay", owner.ws, "--host-id", hostId, "--target", target.url, "--tunnels", "1"], env: { RELAY_TOKEN: t } })
+      const base = `${front.http}/hosts/${hostId}`
+      const size = 50 * MiB
+      const expected = patternSha256(size)
+      const download = yield* Effect.promise(async () => drain(await get(`${base}/bytes?size=${size}`, t)))
+      expect(download).toEqual({ sha256: expected, bytes: size, complete: true })
+      const upload = yield* Effect.promise(() => uploadPattern(`${base}/upload`, t, size))
+      expect(upload).toEqual({ size, sha256: expected })
+      const metrics = yield* Effect.promise(() => fetch(`${front.http}/metrics`).then((r) => r.text()))
+      expect(Number(/relay_routed_total\{mode="proxy"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeGreaterThanOrEqual(2)
     }), 60_000)
 
   for (const [name, options, version] of [

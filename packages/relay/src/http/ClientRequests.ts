@@ -38,6 +38,8 @@ interface Exchange {
   readonly keepAuthorization: boolean
   body: Buffer | undefined
   reservation: Reservation | undefined
+  /** The client's body began to flow somewhere unread (streamed): the request cannot be routed again. */
+  streamed: boolean
 }
 
 export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<ClientRequests, {
@@ -83,9 +85,13 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
             res.writeHead(200, { "fly-replay": replayHeader(target.owners[0], config.region), "content-length": 0 })
             return res.end()
           }
-          const body = yield* bodyOf(ex, undefined)
+          // The body streams to the owner unread (nothing of it is held here), unless an earlier
+          // route read it already.
           yield* RelayMetrics.routed("proxy")
-          yield* firstReachable(target.owners, req.method, (owner) => peers.forwardHttp(owner.entry, req, body, res))
+          yield* firstReachable(target.owners, req.method, (owner) =>
+            peers.forwardHttp(owner.entry, req, ex.body, res, () => {
+              ex.streamed = true
+            }))
         })
 
       const headersForHost = (ex: Exchange) =>
@@ -104,6 +110,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
         Effect.gen(function*() {
           const { req, res, route } = ex
           yield* RelayMetrics.routed("local")
+          if (ex.body === undefined) ex.streamed = true
           yield* tunnel.stream({
             method: req.method ?? "GET",
             path: route.query === "" ? route.path : `${route.path}?${route.query}`,
@@ -184,7 +191,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
         router.locate(ex.route.hostId, { fromPeer: ex.fromPeer }).pipe(
           Effect.flatMap((target): Effect.Effect<void, ClientError> => target._tag === "Remote" ? toRemote(ex, target) : toTunnel(ex, target.tunnel)),
           Effect.catchIf(
-            (e) => !held && !ex.fromPeer && !ex.res.headersSent && mayRetry(e, ex.req.method),
+            (e) => !held && !ex.fromPeer && !ex.streamed && !ex.res.headersSent && mayRetry(e, ex.req.method),
             (e) =>
               Effect.flatMap(holds.wait(ex.route.hostId), (outcome) => (outcome === "released_by_event" ? dispatch(ex, true) : Effect.fail(e)))
           )
@@ -196,7 +203,7 @@ export class ClientRequests extends Context.Tag("effect-relay/ClientRequests")<C
           // On a host's hostname every path is the host's.
           if (route.via === "path" && route.path === "/_whoowns") return yield* whoOwns(res, route, fromPeer)
           const keepAuthorization = credential === "session"
-          yield* dispatch({ req, res, route, fromPeer, keepAuthorization, body: undefined, reservation: undefined }, false)
+          yield* dispatch({ req, res, route, fromPeer, keepAuthorization, body: undefined, reservation: undefined, streamed: false }, false)
         }).pipe(Effect.catchAll((e) => writeError(res, e)))
 
       return ClientRequests.of({ handle })

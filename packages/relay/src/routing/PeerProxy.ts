@@ -1,4 +1,4 @@
-import { KeepAliveRetry, Transport } from "@effect-relay/protocol"
+import { BodyLimit, KeepAliveRetry, Transport } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Option, Redacted, type Scope } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
@@ -25,12 +25,17 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
   readonly isFromPeer: (headers: http.IncomingHttpHeaders) => boolean
   /** A request with the loop guard must carry the right secret, else 403. */
   readonly verify: (headers: http.IncomingHttpHeaders) => Effect.Effect<void, PeerForbidden>
-  /** Sends the request (body already read) to the owner and streams its answer back to `res`. */
+  /**
+   * Sends the request to the owner and streams its answer back to `res`. The body is `body` when
+   * it was read already; otherwise it is streamed from `req` once the connection to the owner is
+   * made (`onBodyStart` is called then: from that moment the request cannot go anywhere else).
+   */
   readonly forwardHttp: (
     entry: DirectoryEntry,
     req: http.IncomingMessage,
-    body: Buffer,
-    res: http.ServerResponse
+    body: Buffer | undefined,
+    res: http.ServerResponse,
+    onBodyStart?: () => void
   ) => Effect.Effect<void, PeerUnreachable>
   /** Opens the same WebSocket on the owner relay; fails (with its status) when the owner refuses. */
   readonly connectSocket: (entry: DirectoryEntry, req: http.IncomingMessage) => Effect.Effect<Transport.Transport, PeerUnreachable | Transport.ConnectError, Scope.Scope>
@@ -66,20 +71,46 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
       // them on to the host as they are (`requestHeadersForHost`'s `fromPeer`).
       const peerHeaders = (req: http.IncomingMessage) => requestHeadersForPeer(req.headers, req.socket.remoteAddress, config.trustProxy)
 
-      const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
-        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body, res)).pipe(Effect.tapError(logUnreachable))
+      const forwardHttp = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer | undefined, res: http.ServerResponse, onBodyStart?: () => void) =>
+        KeepAliveRetry.retryOnStaleSocket(forwardOnce(entry, req, body ?? streamedBody(req), res, onBodyStart)).pipe(Effect.tapError(logUnreachable))
 
-      const forwardOnce = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer, res: http.ServerResponse) =>
+      /** How the body goes: read already (`Buffer`), none at all, or streamed from the client. */
+      const streamedBody = (req: http.IncomingMessage): Buffer | "stream" => (BodyLimit.hasNoBody(req) ? Buffer.alloc(0) : "stream")
+
+      const forwardOnce = (entry: DirectoryEntry, req: http.IncomingMessage, body: Buffer | "stream", res: http.ServerResponse, onBodyStart?: () => void) =>
         Effect.async<void, PeerUnreachable>((resume) => {
           let upstream: http.ClientRequest
+          const length = body === "stream" ? BodyLimit.declaredLength(req) : body.length
           try {
             upstream = http.request(`${entry.internalUrl}${req.url ?? "/"}`, {
               method: req.method ?? "GET",
               agent,
-              headers: { ...peerHeaders(req), ...guardHeaders(), "content-length": String(body.length) }
+              headers: {
+                ...peerHeaders(req),
+                ...guardHeaders(),
+                ...(length !== undefined ? { "content-length": String(length) } : { "transfer-encoding": "chunked" })
+              }
             })
           } catch (cause) {
             return resume(Effect.fail(new PeerUnreachable({ owner: entry.owner, cause })))
+          }
+          // A streamed body is read from the client only once the owner's connection is made: a
+          // refused connection leaves it unread, for the next owner.
+          let started = false
+          const startBody = () => {
+            if (started || body !== "stream") return
+            started = true
+            onBodyStart?.()
+            req.pipe(upstream)
+            req.once("close", () => {
+              if (!req.complete) upstream.destroy()
+            })
+          }
+          if (body === "stream") {
+            upstream.once("socket", (socket) => {
+              if (socket.connecting) socket.once("connect", startBody)
+              else startBody()
+            })
           }
           let answered = false
           upstream.on("response", (answer) => {
@@ -97,16 +128,17 @@ export class PeerProxy extends Context.Tag("effect-relay/PeerProxy")<PeerProxy, 
               res.destroy()
               resume(Effect.void)
             } else {
-              const staleSocket = KeepAliveRetry.isStaleSocket(upstream, cause)
+              const staleSocket = !started && KeepAliveRetry.isStaleSocket(upstream, cause)
               resume(Effect.fail(new PeerUnreachable({
                 owner: entry.owner,
                 cause,
                 ...(staleSocket ? { staleSocket } : {}),
-                ...(isConnectFailure(cause) ? { notSent: true } : {})
+                ...(!started && isConnectFailure(cause) ? { notSent: true } : {}),
+                ...(started ? { bodyStarted: true } : {})
               })))
             }
           })
-          upstream.end(body)
+          if (body !== "stream") upstream.end(body)
           return Effect.sync(() => upstream.destroy())
         })
 

@@ -23,6 +23,8 @@ export class PeerUnreachable extends Data.TaggedError("PeerUnreachable")<{
   readonly staleSocket?: boolean
   /** The connection to the peer was never made (refused, unreachable): nothing of the request reached it. */
   readonly notSent?: boolean
+  /** Part of a streamed body was already sent (and read from the client): the request cannot go again. */
+  readonly bodyStarted?: boolean
 }> {
   get message() {
     // What the client reads: the owner's name and address are internal (logged as peer.unreachable).
@@ -42,5 +44,6 @@ const idempotent = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
  * again: nothing of it reached a host (no relay holds the host; the owner could not be
  * connected to), or sending it twice does no harm.
  */
-export const mayRetry = (e: { readonly _tag: string; readonly notSent?: boolean }, method: string | undefined): boolean =>
-  e._tag === "HostOffline" || (e._tag === "PeerUnreachable" && (e.notSent === true || idempotent.has(method ?? "GET")))
+export const mayRetry = (e: { readonly _tag: string; readonly notSent?: boolean; readonly bodyStarted?: boolean }, method: string | undefined): boolean =>
+  e._tag === "HostOffline" ||
+  (e._tag === "PeerUnreachable" && e.bodyStarted !== true && (e.notSent === true || idempotent.has(method ?? "GET")))

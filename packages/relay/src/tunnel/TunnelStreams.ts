@@ -14,6 +14,7 @@
  * failure can only cut the connection.
  */
 import {
+  BodyLimit,
   CloseCodes,
   Deadlines,
   type Headers,
@@ -114,20 +115,6 @@ interface Exchange {
   /** Credit waiting for the client's socket to drain. */
   pendingDone: Array<() => void>
   sendTimer: ReturnType<typeof setTimeout> | undefined
-}
-
-/** The declared length of a request's body, when it has a valid one. */
-const declaredLength = (req: http.IncomingMessage): number | undefined => {
-  const value = req.headers["content-length"]
-  if (value === undefined || req.headers["transfer-encoding"] !== undefined) return undefined
-  const n = Number(value)
-  return Number.isSafeInteger(n) && n >= 0 ? n : undefined
-}
-
-/** Whether a request carries a body at all (a length above 0, or chunked). */
-const hasBody = (req: http.IncomingMessage): boolean => {
-  const length = declaredLength(req)
-  return length === undefined ? req.headers["transfer-encoding"] !== undefined : length > 0
 }
 
 export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, Scope.Scope> =>
@@ -352,7 +339,7 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
         if (exchanges.size >= config.maxPendingPerTunnel) {
           return resume(Effect.fail(new TooManyPendingRequests({ hostId, limit: config.maxPendingPerTunnel })))
         }
-        const length = request.body !== undefined ? request.body.length : declaredLength(request.req)
+        const length = request.body !== undefined ? request.body.length : BodyLimit.declaredLength(request.req)
         if (length !== undefined && length > maxStreamed) {
           RelayMetrics.limitHit("body_too_large")
           return resume(Effect.fail(new PayloadTooLarge({ limit: maxStreamed })))
@@ -374,7 +361,7 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
           pendingDone: [],
           sendTimer: undefined
         }
-        const end = request.body !== undefined ? request.body.length === 0 : !hasBody(request.req)
+        const end = request.body !== undefined ? request.body.length === 0 : BodyLimit.hasNoBody(request.req)
         exchanges.set(id, x)
         const sent = conn.unsafeSend(RelayToHostV2Codec.encode({
           _tag: "http",

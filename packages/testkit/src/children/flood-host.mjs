@@ -41,6 +41,6 @@ const finish = () => {
   // Closed by the relay: report its close code once the handshake is over.
   if (ws.readyState === WebSocket.CLOSING) {
     ws.once("close", report)
-    setTimeout(report, 3000)
+    setTimeout(report, 10_000)
   } else report()
 }

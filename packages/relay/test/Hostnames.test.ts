@@ -1,13 +1,11 @@
-import { type Answer, openSocket, redisPrefix, redisUrl, requestWithHost, startTarget, testDomain, testSecret, token } from "@effect-relay/testkit"
+import { type Answer, openSocket, redisPrefix, requestWithHost, startTarget, testDomain, testSecret, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Option, Redacted } from "effect"
 import { sealSession, sessionKey } from "../src/auth/SessionCookie.js"
-import { RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
+import { type RelaySettings } from "../src/config/RelayConfig.js"
 import * as TrustProxy from "../src/config/TrustProxy.js"
-import { RelayServer } from "../src/http/RelayServer.js"
-import { directoryLayer, relayLayer } from "../src/Relay.js"
 import { agent, served } from "./processSupport.js"
-import { startRelay, testSettings } from "./support.js"
+import { startRedisRelay, startRelay } from "./support.js"
 
 /**
  * A host at `{name}--{org}.relay.test`: every path and WebSocket is the host's, a GET with
@@ -311,31 +309,14 @@ describe("a host's hostname", () => {
 
 // --- across a peer hop -------------------------------------------------------------------------
 
-const peerSecret = "peer-secret-for-hostname-tests-012345"
 
 /** An in-process relay with the public domain on this file's Redis prefix: relays on one prefix proxy to each other. */
-const redisRelay = (prefix: string, machineId: string) =>
-  Effect.gen(function*() {
-    const settings = testSettings({
-      region: "iad",
-      machineId,
-      redisUrl: Option.some(Redacted.make(redisUrl())),
-      redisKeyPrefix: prefix,
-      peerSecret: Option.some(Redacted.make(peerSecret)),
-      routing: "proxy",
-      publicDomain
-    })
-    const context = yield* Layer.build(relayLayer().pipe(Layer.provideMerge(directoryLayer), Layer.provide(RelayConfig.layer(settings))))
-    const port = Context.get(context, RelayServer).port
-    return { port, http: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}` }
-  })
-
 describe("a host's hostname across a peer hop", () => {
   it.scopedLive("a relay that does not hold the host logs the browser in, and proxies its HTTP requests and WebSockets with their Host; the owner takes the session", () =>
     Effect.gen(function*() {
       const { prefix } = yield* redisPrefix("hostnames-hop")
-      const owner = yield* redisRelay(prefix, "a")
-      const edge = yield* redisRelay(prefix, "b")
+      const owner = yield* startRedisRelay(prefix, "a", { publicDomain })
+      const edge = yield* startRedisRelay(prefix, "b", { publicDomain })
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(owner, web, target.url, t)

@@ -1,12 +1,9 @@
-import { openSocket, redisPrefix, redisUrl, spoofedForwardingHeaders, startTarget, token } from "@effect-relay/testkit"
+import { openSocket, redisPrefix, spoofedForwardingHeaders, startTarget, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
-import { RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
+import { Effect } from "effect"
 import * as TrustProxy from "../src/config/TrustProxy.js"
-import { RelayServer } from "../src/http/RelayServer.js"
-import { directoryLayer, relayLayer } from "../src/Relay.js"
 import { agent, served } from "./processSupport.js"
-import { get, startRelay, testSettings } from "./support.js"
+import { get, inProcessPeerSecret, startRedisRelay, startRelay } from "./support.js"
 
 /**
  * Spoofed forwarding headers, from a client and across a peer hop: real relays, a real host
@@ -15,7 +12,6 @@ import { get, startRelay, testSettings } from "./support.js"
  */
 
 const hostId = "acme:laptop"
-const peerSecret = "peer-secret-for-forwarding-tests-0123"
 
 const spoofed = spoofedForwardingHeaders
 
@@ -119,30 +115,14 @@ describe("spoofed forwarding headers from a client", () => {
 // --- across a peer hop -------------------------------------------------------------------------
 
 /** An in-process relay on this file's Redis prefix: relays on one prefix proxy to each other. */
-const redisRelay = (prefix: string, machineId: string, overrides: Partial<RelaySettings> = {}) =>
-  Effect.gen(function*() {
-    const settings = testSettings({
-      region: "iad",
-      machineId,
-      redisUrl: Option.some(Redacted.make(redisUrl())),
-      redisKeyPrefix: prefix,
-      peerSecret: Option.some(Redacted.make(peerSecret)),
-      routing: "proxy",
-      ...overrides
-    })
-    const context = yield* Layer.build(relayLayer().pipe(Layer.provideMerge(directoryLayer), Layer.provide(RelayConfig.layer(settings))))
-    const port = Context.get(context, RelayServer).port
-    return { port, http: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}` }
-  })
-
 describe("spoofed forwarding headers across a peer hop", () => {
   it.scopedLive("the relay the client reached decides; the relay holding the host keeps its values (HTTP and WebSocket)", () =>
     Effect.gen(function*() {
       const { prefix } = yield* redisPrefix("forwarding-hop")
-      const owner = yield* redisRelay(prefix, "a")
-      const edge = yield* redisRelay(prefix, "b")
+      const owner = yield* startRedisRelay(prefix, "a")
+      const edge = yield* startRedisRelay(prefix, "b")
       // A third relay with a trusted proxy in front (the test connects from 127.0.0.1).
-      const behindProxy = yield* redisRelay(prefix, "c", { trustProxy: TrustProxy.parseOrThrow("127.0.0.1") })
+      const behindProxy = yield* startRedisRelay(prefix, "c", { trustProxy: TrustProxy.parseOrThrow("127.0.0.1") })
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(owner, hostId, target.url, t)
@@ -172,13 +152,13 @@ describe("spoofed forwarding headers across a peer hop", () => {
   it.scopedLive("posing as a peer: without the secret 403; a request with the secret is a peer's and is believed", () =>
     Effect.gen(function*() {
       const { prefix } = yield* redisPrefix("forwarding-forged")
-      const owner = yield* redisRelay(prefix, "a")
+      const owner = yield* startRedisRelay(prefix, "a")
       const target = yield* startTarget
       const t = yield* token({ org: "acme" })
       yield* agent(owner, hostId, target.url, t)
       yield* served(owner.http, hostId, t)
       const url = `${owner.http}/hosts/${hostId}/echo`
-      for (const secret of [undefined, "wrong-secret", `${peerSecret}x`]) {
+      for (const secret of [undefined, "wrong-secret", `${inProcessPeerSecret}x`]) {
         const forged = yield* get(url, t, {
           headers: { ...spoofed, "x-effect-relay-hop": "1", ...(secret === undefined ? {} : { "x-effect-relay-peer-secret": secret }) }
         })
@@ -193,7 +173,7 @@ describe("spoofed forwarding headers across a peer hop", () => {
       }))
       expect(socket._tag === "Left" && (socket.left as { status?: number }).status).toBe(403)
       // The secret is what makes a peer: its forwarding headers are then the first relay's.
-      const peer = yield* httpHeaders(url, t, { ...spoofed, "x-effect-relay-hop": "1", "x-effect-relay-peer-secret": peerSecret })
+      const peer = yield* httpHeaders(url, t, { ...spoofed, "x-effect-relay-hop": "1", "x-effect-relay-peer-secret": inProcessPeerSecret })
       expect(forwardingOf(peer)).toEqual({
         "x-forwarded-for": "6.6.6.6",
         "x-forwarded-proto": "https",

@@ -1,7 +1,7 @@
-import { testSecret } from "@effect-relay/testkit"
+import { redisUrl, testSecret } from "@effect-relay/testkit"
 import { Context, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { defaultRelaySettings, RelayConfig, type RelaySettings } from "../src/config/RelayConfig.js"
-import { RelayLiveMemory } from "../src/Relay.js"
+import { directoryLayer, relayLayer, RelayLiveMemory } from "../src/Relay.js"
 import { RelayServer } from "../src/http/RelayServer.js"
 import { TunnelRegistry } from "../src/tunnel/TunnelRegistry.js"
 import { Directory } from "../src/directory/Directory.js"
@@ -45,3 +45,27 @@ export const get = (url: string, token?: string, init: RequestInit = {}) =>
   Effect.promise(() =>
     fetch(url, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers as Record<string, string> ?? {}) } })
   )
+
+/** The peer secret of every relay `startRedisRelay` starts. */
+export const inProcessPeerSecret = "peer-secret-for-in-process-relays-0123"
+
+/**
+ * An in-process relay on the Redis directory under `prefix`, in proxy routing with a peer secret,
+ * as one machine (`machineId`) of region iad: several of them under one prefix are one deployment.
+ * Stopped when the scope closes.
+ */
+export const startRedisRelay = (prefix: string, machineId: string, overrides: Partial<RelaySettings> = {}) =>
+  Effect.gen(function*() {
+    const settings = testSettings({
+      region: "iad",
+      machineId,
+      redisUrl: Option.some(Redacted.make(redisUrl())),
+      redisKeyPrefix: prefix,
+      peerSecret: Option.some(Redacted.make(inProcessPeerSecret)),
+      routing: "proxy",
+      ...overrides
+    })
+    const context = yield* Layer.build(relayLayer().pipe(Layer.provideMerge(directoryLayer), Layer.provide(RelayConfig.layer(settings))))
+    const port = Context.get(context, RelayServer).port
+    return { port, http: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}` }
+  })

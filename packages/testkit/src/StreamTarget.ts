@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as http from "node:http"
 import { type WebSocket, WebSocketServer } from "ws"
+import { closeServer } from "./CloseServer.js"
 
 /**
  * A local service for streaming tests, on 127.0.0.1 with a free port. It writes and reads bodies
@@ -176,11 +177,5 @@ export const startStreamTarget = Effect.acquireRelease(
       }))
     })
   }),
-  ({ server, wss }) =>
-    Effect.async<void>((resume) => {
-      for (const ws of wss.clients) ws.terminate()
-      wss.close()
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
+  ({ server, wss }) => closeServer(server, wss)
 ).pipe(Effect.map(({ target }) => target))

@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import * as http from "node:http"
 import { WebSocketServer } from "ws"
+import { closeServer } from "./CloseServer.js"
 
 /** A local service for a host to forward to, listening on 127.0.0.1 with a free port. */
 export interface Target {
@@ -73,11 +74,5 @@ export const startTarget = Effect.acquireRelease(
       resume(Effect.succeed({ server, wss, target: { port, url: `http://127.0.0.1:${port}`, seen } }))
     })
   }),
-  ({ server, wss }) =>
-    Effect.async<void>((resume) => {
-      for (const client of wss.clients) client.terminate()
-      wss.close()
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
+  ({ server, wss }) => closeServer(server, wss)
 ).pipe(Effect.map(({ target }) => target))

@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import * as http from "node:http"
 import { WebSocketServer } from "ws"
+import { closeServer } from "./CloseServer.js"
 
 /**
  * A web app the way dev servers and SPAs are written: absolute paths everywhere, and a cookie of
@@ -104,11 +105,5 @@ export const startWebApp = Effect.acquireRelease(
       resume(Effect.succeed({ server, wss, app: { url: `http://127.0.0.1:${port}`, seen } }))
     })
   }),
-  ({ server, wss }) =>
-    Effect.async<void>((resume) => {
-      for (const client of wss.clients) client.terminate()
-      wss.close()
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
+  ({ server, wss }) => closeServer(server, wss)
 ).pipe(Effect.map(({ app }) => app))

@@ -111,7 +111,7 @@ export const relaySettings = {
     flag: "tunnel-frames-per-second",
     env: "TUNNEL_FRAMES_PER_SECOND",
     default: 5000,
-    description: "Frames a host may send per second on its tunnel (a token bucket); over it the relay stops reading that tunnel for a moment."
+    description: "Frames a host may send per second on its tunnel beyond its answers (a token bucket); over it the relay stops reading that tunnel for a moment. Each frame the relay sends (a request, credit, a ping) earns the host 4 frames of answer outside the bucket."
   }),
   tunnelFrameBurst: Setting.integer({
     flag: "tunnel-frame-burst",

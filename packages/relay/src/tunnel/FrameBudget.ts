@@ -4,6 +4,13 @@
  * size back: that is backpressure, down to the host's TCP window. While a host keeps sending over
  * the rate, `overSinceMs` grows: the tunnel closes it past a bound. Plain fields on purpose: it is
  * consulted for every frame, and costs a few numbers per tunnel.
+ *
+ * Frames the relay asked for do not come out of the bucket: every frame the relay sends (a
+ * request's head, credit, a ping) earns the host `earnedPerSent` frames of answer (a version 2
+ * response is a head, its body pieces and an end), spent before the bucket. So a busy tunnel is
+ * never slowed by its own answers, while frames nobody asked for (pongs without pings, unknown
+ * messages, garbage, tiny pieces beyond what credit was sent for) still meet the rate. What is
+ * earned and not spent is capped at `earnedCap`.
  */
 import type { Transport } from "@effect-relay/protocol"
 
@@ -14,12 +21,24 @@ export interface FrameBudget {
   readonly take: () => Take
   /** How long the host has been over its rate without a break (0 when it is not). */
   readonly overSinceMs: () => number
+  /** The relay sent the host a frame: the host may answer it without touching the bucket. */
+  readonly earn: () => void
   /** Cancels a pending resume (the tunnel ended). */
   readonly stop: () => void
 }
 
-export const makeFrameBudget = (rate: number, burst: number, conn: Transport.Transport, now: () => number = Date.now): FrameBudget => {
+/** Frames of answer each frame the relay sends earns the host (a head, a body piece, an end, and one spare). */
+export const earnedPerSent = 4
+
+export const makeFrameBudget = (
+  rate: number,
+  burst: number,
+  conn: Transport.Transport,
+  now: () => number = Date.now,
+  earnedCap: number = 4 * burst
+): FrameBudget => {
   let tokens = burst
+  let earned = 0
   let refilledAt = now()
   let overSince: number | undefined
   let resumeTimer: ReturnType<typeof setTimeout> | undefined
@@ -38,6 +57,12 @@ export const makeFrameBudget = (rate: number, burst: number, conn: Transport.Tra
     take: () => {
       const t = now()
       refill(t)
+      if (earned >= 1) {
+        // An answer the relay asked for: never over, and the bucket refills meanwhile.
+        earned -= 1
+        if (overSince !== undefined && tokens >= burst / 2) overSince = undefined
+        return "ok"
+      }
       tokens -= 1
       if (tokens >= 0) {
         // Half the bucket back: the host has kept within its rate for a while.
@@ -51,6 +76,9 @@ export const makeFrameBudget = (rate: number, burst: number, conn: Transport.Tra
       resumeTimer = setTimeout(resume, waitMs)
       resumeTimer.unref?.()
       return "paused"
+    },
+    earn: () => {
+      earned = Math.min(earnedCap, earned + earnedPerSent)
     },
     overSinceMs: () => (overSince === undefined ? 0 : now() - overSince),
     stop: () => {

@@ -36,7 +36,7 @@ import { randomUUID } from "node:crypto"
 import { RelayConfig, type RelaySettings } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import * as ByteBudget from "./ByteBudget.js"
-import { makeFrameBudget, type Take } from "./FrameBudget.js"
+import { type FrameBudget, makeFrameBudget, type Take } from "./FrameBudget.js"
 import * as TunnelChannels from "./TunnelChannels.js"
 import type { TooManyChannels, TooManyPendingRequests } from "./TunnelErrors.js"
 import * as TunnelRequests from "./TunnelRequests.js"
@@ -162,7 +162,9 @@ interface Life {
   readonly hostId: HostId
   readonly tunnelId: string
   readonly config: RelaySettings
+  /** The host's connection; every frame sent on it earns the host frames of answer (see FrameBudget). */
   readonly conn: Conn
+  readonly frames: FrameBudget
   readonly run: (effect: Effect.Effect<void>) => unknown
   readonly onEnded: ((info: CloseInfo) => void) | undefined
   readonly endedSignal: Deferred.Deferred<CloseInfo>
@@ -202,14 +204,29 @@ const logLimited = (life: Life, event: string, fields: Record<string, unknown>):
   )
 }
 
-export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
+/** The connection as the tunnel sends on it: each frame that goes out earns the host its answer. */
+const earningAnswers = (socket: Conn, frames: FrameBudget): Conn => ({
+  ...socket,
+  protocol: socket.protocol,
+  send: (frame) => Effect.tap(socket.send(frame), () => frames.earn()),
+  unsafeSend: (frame) => {
+    const sent = socket.unsafeSend(frame)
+    if (sent) frames.earn()
+    return sent
+  }
+})
+
+export const make = (hostId: HostId, socket: Conn, options: TunnelOptions = {}): Effect.Effect<Tunnel, never, Scope.Scope | RelayConfig> =>
   Effect.gen(function*() {
     const config = yield* RelayConfig
+    const frames = makeFrameBudget(config.tunnelFramesPerSecond, config.tunnelFrameBurst, socket)
+    const conn = earningAnswers(socket, frames)
     const life: Life = {
       hostId,
       tunnelId: options.tunnelId ?? randomUUID(),
       config,
       conn,
+      frames,
       run: options.run ?? Runtime.runFork(yield* Effect.runtime<never>()),
       onEnded: options.onEnded,
       endedSignal: yield* Deferred.make<CloseInfo>(),
@@ -366,8 +383,7 @@ const readFramesV2 = (life: Life, streams: TunnelStreams.TunnelStreams, carried:
  * the socket is paused; kept up, the tunnel ends 1008).
  */
 const readWithBudget = (life: Life, onFrame: (frame: string | Uint8Array) => Effect.Effect<void>) => {
-  const { config, conn } = life
-  const frames = makeFrameBudget(config.tunnelFramesPerSecond, config.tunnelFrameBurst, conn)
+  const { config, conn, frames } = life
 
   const onOverBudget = (budget: Exclude<Take, "ok">) => {
     if (budget === "paused") {

@@ -59,6 +59,8 @@ let resetRetried = 0
 let attempts: { relay: Array<number>; start: Array<number>; end: Array<number> } = { relay: [], start: [], end: [] }
 let failures: Array<FailedRequest> = []
 let failuresDropped = 0
+let slow: Array<FailedRequest> = []
+let slowDropped = 0
 let latencies: Array<number> = []
 let maxLagMs = 0
 const loopDelay = monitorEventLoopDelay({ resolution: 10 })
@@ -166,7 +168,13 @@ const request = async (k: number) => {
   if (counted) {
     if (outcome.ok) {
       succeeded++
-      latencies.push(doneAt - sentAt)
+      const latency = doneAt - sentAt
+      latencies.push(latency)
+      if (latency > 1_000) {
+        const kind = latency > 5_000 ? "over 5 s" : latency > 2_000 ? "2-5 s" : "1-2 s"
+        if (slow.length < maxFailuresKept) slow.push({ hostId, relay, kind, sentAt, doneAt, retried })
+        else slowDropped++
+      }
     } else {
       failedRequests++
       if (failures.length < maxFailuresKept) {
@@ -201,6 +209,8 @@ const measure = () => {
   requests = succeeded = failedRequests = refusedRetried = resetRetried = failuresDropped = 0
   attempts = { relay: [], start: [], end: [] }
   failures = []
+  slow = []
+  slowDropped = 0
   latencies = []
   maxLagMs = 0
   loopDelay.reset()
@@ -242,6 +252,8 @@ const end = async (signals: ReadonlyArray<RelaySignal>) => {
     inFlightAtSignal: signals.map(inFlightAt),
     failures,
     failuresDropped,
+    slow,
+    slowDropped,
     longestGapMs,
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
     maxLagMs,

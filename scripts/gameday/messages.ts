@@ -126,6 +126,9 @@ export interface LoadReport {
   /** The failed requests, up to a bound (`failuresDropped` says how many were left out). */
   readonly failures: ReadonlyArray<FailedRequest>
   readonly failuresDropped: number
+  /** Successful requests that took over 1 s (`kind` says how long: "1-2 s", "2-5 s", "over 5 s"), up to a bound. */
+  readonly slow: ReadonlyArray<FailedRequest>
+  readonly slowDropped: number
   /** Per host: the longest time without a successful response while measuring, in ms. */
   readonly longestGapMs: Record<string, number>
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number }

@@ -172,7 +172,10 @@ export const roundResult = (
     machineLoadAverage: os.loadavg().map((l) => +l.toFixed(2)),
     failuresDropped: report.failuresDropped,
     timeline: timeline.map((t) => ({ phase: t.phase, atMs: t.at - roundStart })),
-    failureBreakdown: groupFailures(report.failures, timeline, relays.map((r) => r.name), roundStart)
+    failureBreakdown: groupFailures(report.failures, timeline, relays.map((r) => r.name), roundStart),
+    // Successful requests over 1 s, grouped the same way (by the phase they were sent in).
+    slowBreakdown: groupFailures(report.slow, timeline, relays.map((r) => r.name), roundStart),
+    slowDropped: report.slowDropped
   }
 }
 
@@ -264,6 +267,20 @@ export const printTables = (rounds: ReadonlyArray<RoundResult>) => {
       phase: g.phase,
       relay: g.relay,
       error: `${g.kind}${g.retried ? " (retry after refusal)" : ""}`,
+      count: g.count,
+      hosts: g.hosts,
+      "sent at ms": `${g.firstSentAtMs}..${g.lastSentAtMs}`
+    }))))
+    if (groups.length > 15) console.log(`... ${groups.length - 15} more groups in the JSON`)
+  }
+  for (const r of rounds) {
+    const groups = (r.slowBreakdown ?? []) as ReturnType<typeof groupFailures>
+    if (groups.length === 0) continue
+    console.log(`\n${r.name}: successful requests over 1 s by phase (sent at), relay that answered, latency`)
+    console.log(table(groups.slice(0, 15).map((g) => ({
+      phase: g.phase,
+      relay: g.relay,
+      latency: `${g.kind}${g.retried ? " (retried)" : ""}`,
       count: g.count,
       hosts: g.hosts,
       "sent at ms": `${g.firstSentAtMs}..${g.lastSentAtMs}`

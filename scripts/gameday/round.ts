@@ -195,7 +195,7 @@ const restartRelays = async (
     timeline.push({ at: start.listeningAt, phase: `${relay.name} listening, not ready` })
     timeline.push({ at: start.readyAt, phase: `${relay.name} ready` })
     restartMs[relay.name] = start.readyAt - stop.signalAt
-    const back = await waitForAllTunnels(fleet, ctx.options.hosts, ctx.options.gate * 1000)
+    const back = await waitForAllTunnels(fleet, setup, ctx)
     gateMs[relay.name] = back.at - start.readyAt
     if (back.all) timeline.push({ at: back.at, phase: `${relay.name} restarted, every host back` })
     log(`round ${setup.name}: ${relay.name} ${signal} -> exit ${stop.ms} ms (code ${stop.code ?? stop.signal}), left ${entriesAtExit[relay.name] ?? "(memory)"} entries, ready again ${restartMs[relay.name]} ms after the signal, ${back.all ? "every host" : `${fleet.full()} of ${ctx.options.hosts} hosts`} back to ${setup.tunnels} tunnel(s) ${back.at - stop.signalAt} ms after it`)
@@ -203,11 +203,22 @@ const restartRelays = async (
   return { timeline, stops, signals, entriesAtExit, restartMs, gateMs }
 }
 
-/** Until every host has all its tunnels (as the workers last said), or `timeoutMs`. */
-const waitForAllTunnels = async (fleet: HostFleet, hosts: number, timeoutMs: number) => {
-  const deadline = Date.now() + timeoutMs
-  while (fleet.full() < hosts && Date.now() < deadline) await sleep(25)
-  return { all: fleet.full() >= hosts, at: Date.now() }
+/**
+ * Until every host has all its tunnels, or `--gate` seconds. The workers' count alone can be
+ * stale (a worker whose event loop is busy reports a lost tunnel late), so with the Redis
+ * directory it is the directory that says so first: every host under as many running relays as
+ * it has tunnels (the restarted relay removed its predecessor's entries before it listened).
+ */
+const waitForAllTunnels = async (fleet: HostFleet, setup: RoundSetup, ctx: RoundContext) => {
+  const hosts = ctx.options.hosts
+  const deadline = Date.now() + ctx.options.gate * 1000
+  const owners = setup.relays.map((r) => r.owner)
+  const wanted = Math.min(setup.tunnels, owners.length)
+  const registered = async () =>
+    !setup.redisDirectory || hostsWithOwners(await readDirectory(ctx.redis, ctx.prefix), owners, wanted) >= hosts
+  let all = false
+  while (!(all = (await registered()) && fleet.full() >= hosts) && Date.now() < deadline) await sleep(50)
+  return { all, at: Date.now() }
 }
 
 /**

@@ -3,20 +3,24 @@
  * (`relay_holds_total{outcome}`), summed over the relays and over every run
  * of each relay process. A counter starts at 0 with each process, so each
  * relay is read when the round's measurement starts (the baseline), just
- * before each signal (what the dying process counted), and at the end.
+ * before each signal, and at the end. A drained process ends its last holds
+ * after that read: those come from its `drain.holds_ended` log line.
  */
 export interface Holds {
   readonly releasedByEvent: number
   readonly timedOut: number
   readonly refused: number
+  /** Ended by the relay's drain before it closed its connections (answered 503). */
+  readonly drained: number
 }
 
-export const noHolds: Holds = { releasedByEvent: 0, timedOut: 0, refused: 0 }
+export const noHolds: Holds = { releasedByEvent: 0, timedOut: 0, refused: 0, drained: 0 }
 
 const outcomes: Record<string, keyof Holds> = {
   released_by_event: "releasedByEvent",
   timed_out: "timedOut",
-  refused: "refused"
+  refused: "refused",
+  drained: "drained"
 }
 
 /** The holds counters in a Prometheus text page. */
@@ -46,7 +50,8 @@ export const scrapeHolds = async (httpUrl: string): Promise<Holds | undefined> =
 const add = (a: Holds, b: Holds, sign = 1): Holds => ({
   releasedByEvent: a.releasedByEvent + sign * b.releasedByEvent,
   timedOut: a.timedOut + sign * b.timedOut,
-  refused: a.refused + sign * b.refused
+  refused: a.refused + sign * b.refused,
+  drained: a.drained + sign * b.drained
 })
 
 /**
@@ -76,8 +81,10 @@ export const holdTally = () => {
     beforeStop: close,
     started: (name: string) => void baseline.set(name, noHolds),
     end: close,
+    /** Holds ended by drains after their process's last read (from the relays' logs). */
+    drainedFromLogs: (count: number) => void (sum = { ...sum, drained: sum.drained + count }),
     result: () => ({
-      total: sum.releasedByEvent + sum.timedOut + sum.refused,
+      total: sum.releasedByEvent + sum.timedOut + sum.refused + sum.drained,
       ...sum,
       failedReads
     })

@@ -69,7 +69,13 @@ export interface RoundResult {
   /** Requests the load generator had in flight to a relay when it was SIGKILLed, summed over the kills (0 without a SIGKILL). */
   readonly inFlightAtKill: number
   /** Holds that ended during the round, from the relays' relay_holds_total (every relay, every process). */
-  readonly heldRequests: { readonly total: number; readonly releasedByEvent: number; readonly timedOut: number; readonly refused: number }
+  readonly heldRequests: {
+    readonly total: number
+    readonly releasedByEvent: number
+    readonly timedOut: number
+    readonly refused: number
+    readonly drained: number
+  }
   /** Per signalled relay: signal to every host back to all its tunnels (null: not all back by the round's end). */
   readonly backToAllTunnelsMs: Record<string, number | null>
   /** Relays' RSS over their idle RSS, per host, at the end of the round (every host back). */
@@ -223,7 +229,7 @@ export const writeGamedayResult = (
         inFlightAtKill:
           "per SIGKILL, the attempts (first tries and load-balancer retries) the load generator had sent to the killed relay (http.request called) and not yet seen end (response complete, error or timeout) at the moment the orchestrator sent the signal; summed over the round's kills. Requests that reached the other relay are not counted, nor requests the other relay was proxying to the killed one",
         heldRequests:
-          "holds that ended during the round by outcome, from relay_holds_total{outcome} on every relay's /metrics, read at the start of the measurement, just before each signal and at the end (each process counts from 0); holds still open when a relay is SIGKILLed are lost with it",
+          "holds that ended during the round by outcome, from relay_holds_total{outcome} on every relay's /metrics, read at the start of the measurement, just before each signal and at the end (each process counts from 0); holds a drain ends after that last read are taken from the relay's drain.holds_ended log line (drained); holds open when a relay is SIGKILLed are lost with it and not counted",
         backToAllTunnelsMs:
           "per signalled relay: from the signal until every host that lost a tunnel after it (before the next signal) had all its tunnels registered again, host agents' view; null if one had not by the end of the round",
         rssPerHostKB:

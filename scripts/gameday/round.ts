@@ -6,6 +6,7 @@
  * and reads what it left behind (the directory, the hosts' tunnel gaps, the
  * relays' hold counters and memory).
  */
+import { messageOf } from "@effect-relay/testkit"
 import { Effect } from "effect"
 import type { Redis } from "ioredis"
 import * as path from "node:path"
@@ -141,8 +142,17 @@ const measureRound = async (setup: RoundSetup, fleet: HostFleet, ctx: RoundConte
   const relayRssKB = Object.fromEntries(setup.relays.map((r) => [r.name, r.isRunning() ? rssKB(r.pid()!) : 0]))
   await Promise.all(setup.relays.filter((r) => r.isRunning()).map((r) => holds.end(r.name, r.http)))
   const report = await load.end(restarts.signals)
+  // Holds a drain ended come after the last read of that process's /metrics: from its log.
+  holds.drainedFromLogs(drainedHolds(setup.relays, roundStart, report.measuredTo))
   return { roundStart, ...restarts, recovered, report, relayRssKB, holds: holds.result(), ...usage.stop() }
 }
+
+/** Held requests the relays' drains ended (`drain.holds_ended {held}`) within [from, to]. */
+const drainedHolds = (relays: ReadonlyArray<RelayInstance>, from: number, to: number) =>
+  relays.flatMap((r) => r.logs()).filter((l) => messageOf(l) === "drain.holds_ended").reduce((sum, l) => {
+    const at = Date.parse(l.timestamp)
+    return at >= from && at <= to ? sum + Number(l.annotations.held ?? 0) : sum
+  }, 0)
 
 /** Machine CPU, kernel TCP counters and per-process CPU from now until `stop`. */
 const sampleMachine = (fleet: HostFleet, setup: RoundSetup, ctx: RoundContext) => {

@@ -54,7 +54,7 @@ describe("gameday (smoke)", () => {
           expect(Object.keys(summary).sort()).toEqual(["max", "p50", "p99"])
           for (const v of Object.values(summary)) expect(typeof v).toBe("number")
         }
-        expect(Object.keys(round.heldRequests).sort()).toEqual(["refused", "releasedByEvent", "timedOut", "total"])
+        expect(Object.keys(round.heldRequests).sort()).toEqual(["drained", "refused", "releasedByEvent", "timedOut", "total"])
         expect(round.heldRequestsUnreadScrapes, where).toBe(0)
         expect(round.rssPerHostKB, where).toBeGreaterThanOrEqual(0)
         // Every signalled relay's hosts came back to all their tunnels, with a time.

@@ -37,9 +37,10 @@ describe("gameday stats", () => {
       "relay_holds_total{outcome=\"released_by_event\"} 12",
       "relay_holds_total{outcome=\"timed_out\",otel_scope_name=\"x\"} 3",
       "relay_holds_total{outcome=\"refused\"} 0",
+      "relay_holds_total{outcome=\"drained\"} 2",
       "relay_held_requests 7"
     ].join("\n")
-    expect(parseHolds(page)).toEqual({ releasedByEvent: 12, timedOut: 3, refused: 0 })
-    expect(parseHolds("")).toEqual({ releasedByEvent: 0, timedOut: 0, refused: 0 })
+    expect(parseHolds(page)).toEqual({ releasedByEvent: 12, timedOut: 3, refused: 0, drained: 2 })
+    expect(parseHolds("")).toEqual({ releasedByEvent: 0, timedOut: 0, refused: 0, drained: 0 })
   })
 })

@@ -86,15 +86,16 @@ const opt = (v: unknown, f: (n: number) => string = int) => (typeof v === "numbe
  */
 const gamedays = (runs: ReadonlyArray<{ readonly d: Json; readonly name: string }>) => {
   for (const [i, { d, name }] of runs.entries()) {
-    console.log(`${i + 1}. ${name}: \`npm run gameday -- --tunnels ${d.tunnels} --rounds ${(d.rounds as Array<Json>).map((r) => r.name).join(",")}\`, ${d.date}, commit \`${d.commit}\`${d.workingTreeDirty ? " (uncommitted changes)" : ""}, ${d.machine}, ${int(d.hosts)} hosts, ${d.rate} req/s, ${d.durationS} s per round.`)
+    const scale = d.hosts === 1000 && d.rate === 500 ? "" : `--hosts ${d.hosts} --rate ${d.rate} `
+    console.log(`${i + 1}. ${name}: \`npm run gameday -- ${scale}--tunnels ${d.tunnels} --rounds ${(d.rounds as Array<Json>).map((r) => r.name).join(",")}\`, ${d.date}, commit \`${d.commit}\`${d.workingTreeDirty ? " (uncommitted changes)" : ""}, ${d.machine}, ${int(d.hosts)} hosts, ${d.rate} req/s, ${d.durationS} s per round.`)
   }
   console.log("")
-  console.log("| run | round | tunnels per host | requests | failed | retried by the LB (refused / reset) | hosts without a tunnel p99 (max) | latency p99 | in flight at kill | held (released by event / timed out) | back to all tunnels after each signal | relay RSS per host | peak registrations/s on the survivor (on the restarted relay) |")
+  console.log("| run | round | tunnels per host | requests | failed | retried by the LB (refused / reset) | hosts without a tunnel p99 (max) | latency p99 | in flight at kill | held (released by event / timed out / ended by the drain) | back to all tunnels after each signal | relay RSS per host | peak registrations/s on the survivor (on the restarted relay) |")
   console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
   for (const [i, { d }] of runs.entries()) {
     for (const r of d.rounds as Array<Json>) {
       const pct = r.requests > 0 ? ((100 * r.failedRequests) / r.requests).toFixed(2) : "0"
-      const held = r.heldRequests === undefined ? "—" : `${int(r.heldRequests.total)} (${int(r.heldRequests.releasedByEvent)} / ${int(r.heldRequests.timedOut)})`
+      const held = r.heldRequests === undefined ? "—" : `${int(r.heldRequests.total)} (${int(r.heldRequests.releasedByEvent)} / ${int(r.heldRequests.timedOut)} / ${opt(r.heldRequests.drained)})`
       const back = r.backToAllTunnelsMs === undefined
         ? "—"
         : Object.entries(r.backToAllTunnelsMs as Record<string, number | null>).map(([relay, v]) => `${relay} ${v === null ? "not all back" : `${int(v)} ms`}`).join(", ")

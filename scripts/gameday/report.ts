@@ -231,7 +231,7 @@ export const writeGamedayResult = (
         heldRequests:
           "holds that ended during the round by outcome, from relay_holds_total{outcome} on every relay's /metrics, read at the start of the measurement, just before each signal and at the end (each process counts from 0); holds a drain ends after that last read are taken from the relay's drain.holds_ended log line (drained); holds open when a relay is SIGKILLed are lost with it and not counted",
         backToAllTunnelsMs:
-          "per signalled relay: from the signal until every host that lost a tunnel after it (before the next signal) had all its tunnels registered again, host agents' view; null if one had not by the end of the round",
+          "per signalled relay: from the signal until every host short of a tunnel at the signal or after it (before the next signal) had all its tunnels registered again, host agents' view; null if one had not by the end of the round",
         rssPerHostKB:
           "sum over the round's relays of (RSS at the end of the round, every host back, minus the relay's RSS when it had just started with no host), divided by the hosts",
         survivorPeakRegistrationsPerSec:

@@ -127,16 +127,17 @@ export const longestWithoutTunnel = (gaps: ReadonlyArray<TunnelGap>, hosts: numb
 }
 
 /**
- * After each signal: how long until every host that lost a tunnel from then on (until the next
- * signal, or `to`) had all its tunnels again, from `belowAll` gaps; 0 when no host lost one,
- * `undefined` when one was still short of them at `to`.
+ * After each signal: how long until every host had all its tunnels again, from `belowAll` gaps:
+ * the gaps open at the signal (a host not yet back from an earlier one, when the restarts did not
+ * wait for it) and those that began after it, before the next signal (or `to`). 0 when no host
+ * was short of a tunnel then, `undefined` when one still was at `to`.
  */
 export const backToAllTunnels = (belowAll: ReadonlyArray<TunnelGap>, signalTimes: ReadonlyArray<number>, to: number): ReadonlyArray<number | undefined> =>
   signalTimes.map((at, i) => {
     const until = signalTimes[i + 1] ?? to
     let back: number | undefined = 0
     for (const g of belowAll) {
-      if (g.downAt < at || g.downAt >= until) continue
+      if (g.downAt >= until || (g.upAt !== undefined && g.upAt <= at)) continue
       if (g.upAt === undefined) return undefined
       back = Math.max(back, g.upAt - at)
     }

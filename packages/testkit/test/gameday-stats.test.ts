@@ -17,7 +17,7 @@ describe("gameday stats", () => {
     expect([...longestWithoutTunnel(gaps, 4, 1_000, 2_000)].sort((a, b) => a - b)).toEqual([0, 0, 200, 500])
   })
 
-  it("backToAllTunnels: per signal, until the last host that lost a tunnel after it has all again; undefined if one never did", () => {
+  it("backToAllTunnels: per signal, until every host short of a tunnel then or after has all again; undefined if one never did", () => {
     const belowAll = [
       { hostId: "h1", downAt: 1_010, upAt: 1_800 },
       { hostId: "h2", downAt: 1_020, upAt: 2_500 },
@@ -28,6 +28,9 @@ describe("gameday stats", () => {
     expect(backToAllTunnels(belowAll, [1_000, 5_000, 9_000], 10_000)).toEqual([1_500, 300, undefined])
     // No host lost a tunnel after the signal.
     expect(backToAllTunnels([], [1_000], 2_000)).toEqual([0])
+    // The second signal came before every host was back from the first (no wait between them):
+    // h2, still short of a tunnel at 2,000, counts for both.
+    expect(backToAllTunnels(belowAll.slice(0, 2), [1_000, 2_000], 4_000)).toEqual([1_500, 500])
   })
 
   it("parseHolds: relay_holds_total by outcome from a Prometheus page, other lines ignored", () => {

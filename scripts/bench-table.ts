@@ -3,6 +3,8 @@
  * benchmark scripts wrote, so every figure in the README can be traced to a
  * file: `npx tsx scripts/bench-table.ts bench-results/forward-….json
  * bench-results/tunnels-….json bench-results/gameday-….json bench-results/start-….json`.
+ * Game days that record tunnels per host (issue 13 onwards) are printed together, last, in one
+ * table in the order given, followed by the targets of their two-tunnel drain and sigkill rounds.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -74,6 +76,64 @@ const gameday = (d: Json, name: string) => {
   console.log("")
 }
 
+/** A figure the JSON may lack (older runs): a dash. */
+const opt = (v: unknown, f: (n: number) => string = int) => (typeof v === "number" ? f(v) : "—")
+
+/**
+ * The game day with two tunnels per host (rounds carry `tunnels`): one table for every file
+ * given, a row per round, then each drain and sigkill round of the two-tunnel runs against the
+ * targets of issue 13.
+ */
+const gamedays = (runs: ReadonlyArray<{ readonly d: Json; readonly name: string }>) => {
+  for (const [i, { d, name }] of runs.entries()) {
+    const scale = d.hosts === 1000 && d.rate === 500 ? "" : `--hosts ${d.hosts} --rate ${d.rate} `
+    console.log(`${i + 1}. ${name}: \`npm run gameday -- ${scale}--tunnels ${d.tunnels} --rounds ${(d.rounds as Array<Json>).map((r) => r.name).join(",")}\`, ${d.date}, commit \`${d.commit}\`${d.workingTreeDirty ? " (uncommitted changes)" : ""}, ${d.machine}, ${int(d.hosts)} hosts, ${d.rate} req/s, ${d.durationS} s per round.`)
+  }
+  console.log("")
+  console.log("| run | round | tunnels per host | requests | failed | retried by the LB (refused / reset) | hosts without a tunnel p99 (max) | latency p99 | in flight at kill | held (released by event / timed out / ended by the drain) | back to all tunnels after each signal | relay RSS per host | peak registrations/s on the survivor (on the restarted relay) |")
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+  for (const [i, { d }] of runs.entries()) {
+    for (const r of d.rounds as Array<Json>) {
+      const pct = r.requests > 0 ? ((100 * r.failedRequests) / r.requests).toFixed(2) : "0"
+      const held = r.heldRequests === undefined ? "—" : `${int(r.heldRequests.total)} (${int(r.heldRequests.releasedByEvent)} / ${int(r.heldRequests.timedOut)} / ${opt(r.heldRequests.drained)})`
+      const back = r.backToAllTunnelsMs === undefined
+        ? "—"
+        : Object.entries(r.backToAllTunnelsMs as Record<string, number | null>).map(([relay, v]) => `${relay} ${v === null ? "not all back" : `${int(v)} ms`}`).join(", ")
+      const peak = `${r.survivorPeakRegistrationsPerSec === null ? "no survivor" : opt(r.survivorPeakRegistrationsPerSec)} (${opt(r.restartedRelayPeakRegistrationsPerSec)})`
+      console.log(
+        `| ${i + 1} | ${r.name} | ${r.tunnels} | ${int(r.requests)} | ${int(r.failedRequests)} (${pct}%) | ${int(r.refusedRetried)} / ${opt(r.resetRetried)} | ` +
+          `${opt(r.hostsWithoutTunnelMs?.p99)} ms (${opt(r.hostsWithoutTunnelMs?.max)}) | ${int(r.latencyMs.p99)} ms | ${r.signal === "SIGKILL" ? int(r.inFlightAtKill) : "no kill"} | ${held} | ${back} | ${opt(r.rssPerHostKB, (n) => `${n.toFixed(1)} KB`)} | ${peak} |`
+      )
+    }
+  }
+  console.log("")
+  const checks = runs.flatMap(({ d }, i) =>
+    (d.rounds as Array<Json>).filter((r) => r.tunnels >= 2 && (r.name === "drain" || r.name === "sigkill")).map((r) => ({ run: i + 1, r }))
+  )
+  if (checks.length === 0) return
+  const mark = (ok: boolean) => (ok ? "met" : "**missed**")
+  console.log("| run | round | failed requests: measured / target | hosts without a tunnel / every host back: measured / target | latency p99: measured / target |")
+  console.log("|---|---|---|---|---|")
+  for (const { run, r } of checks) {
+    const percent = r.requests > 0 ? (100 * r.failedRequests) / r.requests : 0
+    if (r.name === "drain") {
+      console.log(
+        `| ${run} | drain | ${int(r.failedRequests)} / 0: ${mark(r.failedRequests === 0)} | p99 ${int(r.hostsWithoutTunnelMs.p99)} ms / 0 ms: ${mark(r.hostsWithoutTunnelMs.p99 === 0)} | ` +
+          `${int(r.latencyMs.p99)} ms / ≤ 1,000 ms: ${mark(r.latencyMs.p99 <= 1000)} |`
+      )
+    } else {
+      const backs = Object.values(r.backToAllTunnelsMs as Record<string, number | null>)
+      const worst = backs.some((v) => v === null) ? undefined : Math.max(0, ...(backs as Array<number>))
+      const failedOk = r.failedRequests <= r.inFlightAtKill && percent <= 0.5
+      console.log(
+        `| ${run} | sigkill | ${int(r.failedRequests)} (${percent.toFixed(2)}%) / ≤ ${int(r.inFlightAtKill)} in flight at kill and ≤ 0.5%: ${mark(failedOk)} | ` +
+          `${worst === undefined ? "not every host back" : `${int(worst)} ms`} / ≤ 5,000 ms: ${mark(worst !== undefined && worst <= 5000)} | ${int(r.latencyMs.p99)} ms / ≤ 2,000 ms: ${mark(r.latencyMs.p99 <= 2000)} |`
+      )
+    }
+  }
+  console.log("")
+}
+
 const start = (d: Json, name: string) => {
   console.log(`Start-up — ${name}: ${d.date}, commit \`${d.commit}\`${d.dirty ? " (uncommitted changes)" : ""}, ${d.machine}, ${d.runs} runs each, RSS ${d.settleMs} ms after ready, load average ${d.loadavgBefore[0]} before and ${d.loadavgAfter[0]} after.`)
   console.log("")
@@ -90,12 +150,16 @@ const start = (d: Json, name: string) => {
   console.log("")
 }
 
+const twoTunnelGamedays: Array<{ d: Json; name: string }> = []
 for (const file of files) {
   const d = JSON.parse(fs.readFileSync(file, "utf8")) as Json
   const name = `\`bench-results/${path.basename(file)}\``
-  if (Array.isArray(d.rounds)) gameday(d, name)
+  if (Array.isArray(d.rounds) && typeof d.rounds[0]?.tunnels === "number") twoTunnelGamedays.push({ d, name })
+  else if (Array.isArray(d.rounds)) gameday(d, name)
   else if ("rssPerTunnelKB" in d) tunnels(d, name)
   else if ("settleMs" in d) start(d, name)
   else if (Array.isArray(d.results)) forward(d, name)
   else console.error(`${file}: not a benchmark result this script knows`)
 }
+// The game days with tunnels per host, together in one table, in the order given.
+if (twoTunnelGamedays.length > 0) gamedays(twoTunnelGamedays)

@@ -3,14 +3,18 @@
  *
  * Starts Redis (a private `redis-server` on a free port unless REDIS_URL is
  * set), two relays (the real CLI, proxy routing, one shared directory), one
- * target, a load generator behaving like a load balancer in front of both
- * relays, and, for each round, N real host agents (in a few worker processes)
- * that know both relay URLs. Each round restarts relay A then relay B in place
- * (signal, wait for the exit, start again on the same port, wait for /ready):
+ * target, a load generator behaving like a plain load balancer in front of
+ * the relays, and, for each round, N real host agents (in a few worker
+ * processes) that know both relay URLs and hold `--tunnels` tunnels each
+ * (default 2: one on each relay). Each round restarts relay A then relay B in
+ * place (signal, wait for the exit, start again on the same port, wait for
+ * /ready, wait for every host to be back to all its tunnels):
  * - `drain`: SIGINT, the relay's drain;
- * - `sigkill`: SIGKILL, the baseline without a drain;
+ * - `sigkill`: SIGKILL, a crash;
  * - `drain-prefix-backoff`: SIGINT, but hosts run the backoff from before
- *   drains were handled (no reset on a drain, cap 30 s).
+ *   drains were handled (no reset on a drain, cap 30 s);
+ * - `single-relay`: a third relay alone (in-memory directory), one tunnel per
+ *   host, drained and restarted in place.
  * Prints a table and writes `bench-results/gameday-<timestamp>.json`.
  * The flags are in gameday/options.ts, a round in gameday/round.ts, the
  * figures and tables in gameday/report.ts.
@@ -23,8 +27,9 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
+import { rssKB } from "./lib/bench.js"
 import { startLoadGenerator } from "./gameday/load-generator.js"
-import { type GamedayOptions, parseOptions } from "./gameday/options.js"
+import { type GamedayOptions, parseOptions, roundKinds } from "./gameday/options.js"
 import { type RelayInstance, relayInstance } from "./gameday/relay-instance.js"
 import { log, printTables, type RoundResult, writeGamedayResult } from "./gameday/report.js"
 import { runRound } from "./gameday/round.js"
@@ -73,12 +78,10 @@ const openDirectory = Effect.gen(function*() {
  * Relays a and b, started. Whatever state a relay is in when the run ends (one may have failed
  * to start): killed, and its log lines (every run of the process) kept next to the workers' logs.
  */
-const startRelays = (env: Record<string, string>, region: string, logsDir: string) =>
+const startRelays = (names: ReadonlyArray<string>, env: Record<string, string>, region: string, logsDir: string) =>
   Effect.gen(function*() {
-    const relays: ReadonlyArray<RelayInstance> = [
-      relayInstance({ name: "a", port: yield* freePort, region, env }),
-      relayInstance({ name: "b", port: yield* freePort, region, env })
-    ]
+    const relays: Array<RelayInstance> = []
+    for (const name of names) relays.push(relayInstance({ name, port: yield* freePort, region, env }))
     yield* Effect.addFinalizer(() =>
       Effect.promise(() =>
         Promise.all(relays.map(async (r) => {
@@ -95,12 +98,12 @@ const startRelays = (env: Record<string, string>, region: string, logsDir: strin
 const gameday = (options: GamedayOptions) =>
   Effect.gen(function*() {
     const logsDir = fs.mkdtempSync(path.join(os.tmpdir(), "gameday-"))
-    log(`${options.hosts} hosts, ${options.rate} req/s, rounds ${options.rounds.join(", ")}; logs in ${logsDir}`)
+    log(`${options.hosts} hosts, ${options.tunnels} tunnel(s) each, ${options.rate} req/s, rounds ${options.rounds.join(", ")}; logs in ${logsDir}`)
     const directory = yield* openDirectory
     const targetUrl = yield* startTarget
     const hostToken = yield* token({ org: options.org, expiresIn: 6 * 3600 })
     const clientToken = yield* token({ org: options.org, expiresIn: 6 * 3600 })
-    const relays = yield* startRelays({
+    const relays = yield* startRelays(["a", "b"], {
       RELAY_AUTH_SECRET: testSecret,
       REDIS_URL: directory.url,
       REDIS_KEY_PREFIX: directory.prefix,
@@ -109,8 +112,15 @@ const gameday = (options: GamedayOptions) =>
       LOG_LEVEL: "info"
     }, options.org, logsDir)
     log(`relays a ${relays[0]!.http}, b ${relays[1]!.http}; redis ${directory.external ? "from REDIS_URL" : directory.url} prefix ${directory.prefix}`)
+    // The single-relay round's relay: alone, no Redis (its directory in memory).
+    const single = options.rounds.some((r) => roundKinds[r].relays === "single")
+      ? (yield* startRelays(["s"], { RELAY_AUTH_SECRET: testSecret, LOG_LEVEL: "info" }, options.org, logsDir))[0]
+      : undefined
+    if (single !== undefined) log(`relay s ${single.http} (in-memory directory)`)
+    // Before any host: what each relay costs with none, subtracted for the RSS per host.
+    yield* Effect.sleep("1 second")
+    const idleRssKB = Object.fromEntries([...relays, ...(single ? [single] : [])].map((r) => [r.name, rssKB(r.pid()!)]))
     const load = yield* startLoadGenerator({
-      relayUrls: [relays[0]!.http, relays[1]!.http],
       hostIds: options.hostIds,
       token: clientToken,
       rate: options.rate,
@@ -119,7 +129,7 @@ const gameday = (options: GamedayOptions) =>
     })
 
     const results: Array<RoundResult> = []
-    const ctx = { options, relays, load, redis: directory.redis, prefix: directory.prefix, hostToken, targetUrl, logsDir }
+    const ctx = { options, relays, single, idleRssKB, load, redis: directory.redis, prefix: directory.prefix, hostToken, targetUrl, logsDir }
     for (const name of options.rounds) results.push(yield* runRound(name, ctx))
 
     const file = writeGamedayResult(options, { redis: directory.external ? "REDIS_URL" : "private redis-server", logsDir }, results)

@@ -2,7 +2,9 @@
  * Reads the relays' Redis directory directly (the layout of
  * `packages/relay/src/directory/RedisScripts.ts`: hash `{prefix}tunnels` `hostId|owner` -> JSON
  * with `tunnelId`, `instanceId`, `connectedAt`, `internalUrl`) to find entries that no running
- * relay stands behind. One entry per relay holding a host.
+ * relay stands behind. One entry per relay holding a host: a host with two tunnels on relays a
+ * and b has two entries (`h|region:a`, `h|region:b`); `owners` and `instances`, the other two
+ * hashes, are derived from them by the scripts and not read here.
  */
 import type { Redis } from "ioredis"
 
@@ -55,3 +57,12 @@ export const staleEntries = (
 /** How many entries name `owner`. */
 export const countOwnedBy = (entries: ReadonlyArray<DirectoryEntryView>, owner: string): number =>
   entries.filter((e) => e.owner === owner).length
+
+/** Hosts with at least `n` entries under the given owners (the running relays). */
+export const hostsWithOwners = (entries: ReadonlyArray<DirectoryEntryView>, owners: ReadonlyArray<string>, n: number): number => {
+  const counts = new Map<string, number>()
+  for (const e of entries) if (owners.includes(e.owner)) counts.set(e.hostId, (counts.get(e.hostId) ?? 0) + 1)
+  let hosts = 0
+  for (const c of counts.values()) if (c >= n) hosts++
+  return hosts
+}

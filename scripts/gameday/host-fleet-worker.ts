@@ -1,9 +1,11 @@
 /**
  * A worker process of `npm run gameday` holding many hosts: each host is the
- * real host agent (`HostAgentLive`, one Layer per host) with every relay URL,
- * forwarding to the game day's target. It reports how many tunnels are open
- * and, when asked, every time a host's tunnel was not open (from the end of
- * one tunnel to the opening of the next).
+ * real host agent (`HostAgentLive`, one Layer per host, `tunnels` tunnels) with
+ * every relay URL, forwarding to the game day's target. It follows each agent's
+ * registered tunnels (`HostAgent.tunnels`: a session is Connected once its relay
+ * registered it and said hello), reports how many hosts have one and all of
+ * them, and, when asked, every time a host had none (`gaps`) and fewer than all
+ * (`belowAll`).
  *
  * Driven over IPC (see `messages.ts`): "start", "report", "stop".
  * It exits when told to stop, or at once when the parent goes away.
@@ -23,10 +25,29 @@ process.on("disconnect", () => process.exit(0))
 const loopDelay = monitorEventLoopDelay({ resolution: 10 })
 loopDelay.enable()
 
-const gaps: Array<TunnelGap> = []
-/** Index in `gaps` of each host's open gap (the host is reconnecting). */
-const openGap = new Map<string, number>()
+/** Times with a count of tunnels under a threshold, per host: the open one's index in `list`. */
+const gapLog = () => {
+  const list: Array<TunnelGap> = []
+  const open = new Map<string, number>()
+  return {
+    list,
+    down: (hostId: string, at: number) => {
+      if (!open.has(hostId)) open.set(hostId, list.push({ hostId, downAt: at, upAt: undefined }) - 1)
+    },
+    up: (hostId: string, at: number) => {
+      const i = open.get(hostId)
+      if (i === undefined) return
+      list[i] = { ...list[i]!, upAt: at }
+      open.delete(hostId)
+    }
+  }
+}
+/** No tunnel at all; fewer than wanted. */
+const zero = gapLog()
+const belowAll = gapLog()
+/** Hosts with at least one tunnel; with all of them. */
 let connected = 0
+let full = 0
 let total = 0
 let statusTimer: NodeJS.Timeout | undefined
 
@@ -34,7 +55,7 @@ const reportStatus = () => {
   if (statusTimer !== undefined) return
   statusTimer = setTimeout(() => {
     statusTimer = undefined
-    send({ type: "status", connected, total })
+    send({ type: "status", connected, full, total })
   }, 50)
 }
 
@@ -48,31 +69,37 @@ const start = (command: Extract<FleetCommand, { type: "start" }>, scope: Scope.C
           hostId,
           token: command.token,
           targetUrl: command.targetUrl,
+          tunnels: command.tunnels,
           resetOnDrain: command.settings.resetOnDrain,
           backoffCapMs: command.settings.backoffCapMs
         })
         const context = yield* Layer.buildWithScope(layer, scope)
         const agent = Context.get(context, HostAgent)
-        let wasConnected = false
-        yield* agent.state.changes.pipe(
-          Stream.runForEach((state) =>
+        // A gap opens when the count drops (not while the host first connects), closes when it is back.
+        let count = 0
+        yield* agent.tunnels.changes.pipe(
+          Stream.map((sessions) => sessions.filter((s) => s._tag === "Connected").length),
+          Stream.changes,
+          Stream.runForEach((now) =>
             Effect.sync(() => {
-              const now = Date.now()
-              if (state._tag === "Connected" && !wasConnected) {
-                wasConnected = true
+              const at = Date.now()
+              const wanted = command.tunnels
+              if (count === 0 && now > 0) {
                 connected++
-                const open = openGap.get(hostId)
-                if (open !== undefined) {
-                  gaps[open] = { ...gaps[open]!, upAt: now }
-                  openGap.delete(hostId)
-                }
-                reportStatus()
-              } else if (state._tag === "Connecting" && wasConnected) {
-                wasConnected = false
+                zero.up(hostId, at)
+              } else if (count > 0 && now === 0) {
                 connected--
-                openGap.set(hostId, gaps.push({ hostId, downAt: now, upAt: undefined }) - 1)
-                reportStatus()
+                zero.down(hostId, at)
               }
+              if (count < wanted && now >= wanted) {
+                full++
+                belowAll.up(hostId, at)
+              } else if (count >= wanted && now < wanted) {
+                full--
+                belowAll.down(hostId, at)
+              }
+              count = now
+              reportStatus()
             })
           ),
           Effect.forkIn(scope)
@@ -99,7 +126,8 @@ const main = Effect.gen(function*() {
       case "report":
         send({
           type: "report",
-          gaps,
+          gaps: zero.list,
+          belowAll: belowAll.list,
           eventLoopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }
         })
         return

@@ -12,15 +12,24 @@ const workerModule = path.join(path.dirname(fileURLToPath(import.meta.url)), "ho
 
 export interface HostFleet {
   readonly pids: ReadonlyArray<number>
-  /** Tunnels open right now, over every worker. */
+  /** Hosts with at least one tunnel registered right now, over every worker. */
   readonly connected: () => number
+  /** Hosts with all their `tunnels` registered right now: the hosts that are back. */
+  readonly full: () => number
   readonly total: number
-  /** Resolves once every host's tunnel is open at the same time. */
+  /** Resolves once every host has all its tunnels registered at the same time. */
   readonly allConnected: (timeoutMs: number) => Promise<void>
   /** The round is measured from now (restarts the workers' event-loop delay statistics). */
   readonly measure: () => void
-  /** Every time a host's tunnel was down since the fleet started, and each worker's event-loop delay since `measure`. */
-  readonly report: () => Promise<{ readonly gaps: ReadonlyArray<TunnelGap>; readonly eventLoopDelayMs: ReadonlyArray<EventLoopDelay> }>
+  /**
+   * Every time a host had no tunnel (`gaps`) and fewer than all (`belowAll`) since the fleet
+   * started, and each worker's event-loop delay since `measure`.
+   */
+  readonly report: () => Promise<{
+    readonly gaps: ReadonlyArray<TunnelGap>
+    readonly belowAll: ReadonlyArray<TunnelGap>
+    readonly eventLoopDelayMs: ReadonlyArray<EventLoopDelay>
+  }>
   /** Closes every tunnel (1000) and ends the workers; kills them if they do not end in time. */
   readonly stop: () => Promise<void>
 }
@@ -37,18 +46,20 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
   const perWorker = Math.ceil(options.hostIds.length / count)
   const workers = Array.from({ length: count }, (_, i) => {
     const worker = startChildWorker<FleetCommand, FleetEvent>(`host worker ${i}`, workerModule, `${options.logPrefix}-${i}.log`)
-    return { worker, hostIds: options.hostIds.slice(i * perWorker, (i + 1) * perWorker), connected: 0 }
+    return { worker, hostIds: options.hostIds.slice(i * perWorker, (i + 1) * perWorker), connected: 0, full: 0 }
   })
   const waiters: Array<() => void> = []
   for (const w of workers) {
     w.worker.onEvent((event) => {
       if (event.type === "status") {
         w.connected = event.connected
+        w.full = event.full
         for (const waiter of waiters.splice(0)) waiter()
       }
     })
   }
   const connected = () => workers.reduce((n, w) => n + w.connected, 0)
+  const full = () => workers.reduce((n, w) => n + w.full, 0)
   for (const w of workers) {
     w.worker.send({
       type: "start",
@@ -57,6 +68,7 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
       token: options.token,
       targetUrl: options.targetUrl,
       settings: options.settings,
+      tunnels: options.tunnels,
       startConcurrency: 50
     })
   }
@@ -64,11 +76,11 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
   const allConnected = (timeoutMs: number) =>
     new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`hosts: ${connected()} of ${options.hostIds.length} connected after ${timeoutMs} ms (logs: ${options.logPrefix}-*.log)`)),
+        () => reject(new Error(`hosts: ${full()} of ${options.hostIds.length} with ${options.tunnels} tunnel(s) (${connected()} with one) after ${timeoutMs} ms (logs: ${options.logPrefix}-*.log)`)),
         timeoutMs
       )
       const check = () => {
-        if (connected() >= options.hostIds.length) {
+        if (full() >= options.hostIds.length) {
           clearTimeout(timer)
           resolve()
         } else waiters.push(check)
@@ -85,7 +97,7 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
 
   const report = async () => {
     const reports = await Promise.all(workers.map((w) => w.worker.ask({ type: "report" }, "report", 10_000)))
-    return { gaps: reports.flatMap((r) => r.gaps), eventLoopDelayMs: reports.map((r) => r.eventLoopDelayMs) }
+    return { gaps: reports.flatMap((r) => r.gaps), belowAll: reports.flatMap((r) => r.belowAll), eventLoopDelayMs: reports.map((r) => r.eventLoopDelayMs) }
   }
 
   const stop = async () => {
@@ -101,5 +113,5 @@ export const startHostFleet = async (options: HostFleetOptions): Promise<HostFle
     for (const w of workers) w.worker.send({ type: "measure" })
   }
 
-  return { pids: workers.map((w) => w.worker.pid), connected, total: options.hostIds.length, allConnected, measure, report, stop }
+  return { pids: workers.map((w) => w.worker.pid), connected, full, total: options.hostIds.length, allConnected, measure, report, stop }
 }

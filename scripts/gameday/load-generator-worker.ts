@@ -1,14 +1,23 @@
 /**
  * The load generator of `npm run gameday`, in its own process so that the
  * orchestrator's work (relay logs, Redis checks) cannot delay it. It behaves
- * like a load balancer in front of the two relays:
+ * like a plain load balancer in front of the relays (one or two), which does
+ * not watch `/ready`:
  * - a steady rate of GET requests, every host in turn (host k mod N), the
  *   relays alternating so each host is reached through both;
  * - keep-alive connections to each relay (an LB keeps its connections);
- * - a connection refused (a relay that stopped listening) is retried once on
- *   the other relay and counted as `refusedRetried`;
+ * - a GET is idempotent, so when the connection was refused (a relay that
+ *   stopped listening) or reset/closed before any byte of the response came,
+ *   it is sent once more to the other relay, as Envoy's retry on
+ *   `reset,connect-failure` and Go's HTTP transport do; counted as
+ *   `refusedRetried` and `resetRetried` (with one relay there is no other:
+ *   no retry);
  * - every other failure is a failed request: a non-2xx answer, an error after
- *   the request went out (reset, hang-up), or no answer within the timeout.
+ *   the response began, or no answer within the timeout.
+ *
+ * It also keeps when each attempt to each relay started and ended, so that
+ * the requests in flight to a relay at the moment it was signalled
+ * (`inFlightAtSignal`) can be counted afterwards.
  *
  * While measuring it also tracks, per host, the longest time without a
  * successful response (from one success to the next, by completion time).
@@ -18,7 +27,7 @@
 import * as http from "node:http"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { percentile } from "../lib/bench.js"
-import type { FailedRequest, LoadCommand, LoadEvent } from "./messages.js"
+import type { FailedRequest, LoadCommand, LoadEvent, RelaySignal } from "./messages.js"
 
 const send = (event: LoadEvent) => {
   if (process.connected) process.send!(event)
@@ -45,8 +54,13 @@ let requests = 0
 let succeeded = 0
 let failedRequests = 0
 let refusedRetried = 0
+let resetRetried = 0
+/** Every attempt while measuring (first tries and retries): relay index, start, end (Date.now()). */
+let attempts: { relay: Array<number>; start: Array<number>; end: Array<number> } = { relay: [], start: [], end: [] }
 let failures: Array<FailedRequest> = []
 let failuresDropped = 0
+let slow: Array<FailedRequest> = []
+let slowDropped = 0
 let latencies: Array<number> = []
 let maxLagMs = 0
 const loopDelay = monitorEventLoopDelay({ resolution: 10 })
@@ -57,16 +71,25 @@ let longestGap = new Map<string, number>()
 
 type Outcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly refused: boolean; readonly kind: string }
+  | { readonly ok: false; readonly retry: "refused" | "reset" | undefined; readonly kind: string }
+
+/** Errors of a connection that ended before any response byte: the request may be sent again (it is a GET). */
+const resetCodes = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"])
 
 /** One GET through one relay; never rejects. */
 const attempt = (relay: number, hostId: string): Promise<Outcome> =>
   new Promise((resolve) => {
     let settled = false
+    let responded = false
+    // This round's log (a new one starts with each measurement).
+    const log = measuring ? attempts : undefined
+    const index = log ? log.relay.push(relay) - 1 : -1
+    log?.start.push(Date.now())
     const settle = (outcome: Outcome) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
+      if (log) log.end[index] = Date.now()
       resolve(outcome)
     }
     const req = http.request(`${config!.relayUrls[relay]}/hosts/${hostId}/gameday`, {
@@ -74,14 +97,15 @@ const attempt = (relay: number, hostId: string): Promise<Outcome> =>
       headers: { authorization }
     })
     const timer = setTimeout(() => {
-      settle({ ok: false, refused: false, kind: "timeout" })
+      settle({ ok: false, retry: undefined, kind: "timeout" })
       req.destroy()
     }, config!.timeoutMs)
     req.on("response", (res) => {
+      responded = true
       if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) {
         res.resume()
         res.on("end", () => settle({ ok: true }))
-        res.on("error", (e: NodeJS.ErrnoException) => settle({ ok: false, refused: false, kind: `body ${e.code ?? e.message}` }))
+        res.on("error", (e: NodeJS.ErrnoException) => settle({ ok: false, retry: undefined, kind: `body ${e.code ?? e.message}` }))
         return
       }
       // A relay's error body is `{"error": code, ...}`: keep the code, it says which failure it was.
@@ -94,22 +118,25 @@ const attempt = (relay: number, hostId: string): Promise<Outcome> =>
         } catch {
           // not a relay error body
         }
-        settle({ ok: false, refused: false, kind: `http ${res.statusCode}${code ? ` ${code}` : ""}` })
+        settle({ ok: false, retry: undefined, kind: `http ${res.statusCode}${code ? ` ${code}` : ""}` })
       }
       res.on("end", done)
       res.on("error", done)
     })
-    req.on("error", (e: NodeJS.ErrnoException) =>
-      settle({ ok: false, refused: e.code === "ECONNREFUSED", kind: e.code ?? e.message })
-    )
+    req.on("error", (e: NodeJS.ErrnoException) => {
+      const code = e.code ?? e.message
+      const retry = responded ? undefined : code === "ECONNREFUSED" ? "refused" : resetCodes.has(code) ? "reset" : undefined
+      settle({ ok: false, retry, kind: code })
+    })
     req.end()
   })
 
 const request = async (k: number) => {
   const hostIds = config!.hostIds
   const hostId = hostIds[k % hostIds.length]!
+  const relays = config!.relayUrls.length
   // Relays alternate per request, shifted by one on every pass over the hosts.
-  const first = (k + Math.floor(k / hostIds.length)) % 2
+  const first = (k + Math.floor(k / hostIds.length)) % relays
   const counted = measuring
   const sentAt = Date.now()
   if (counted) requests++
@@ -117,11 +144,15 @@ const request = async (k: number) => {
   let relay = first
   let retried = false
   let outcome = await attempt(relay, hostId)
-  if (!outcome.ok && outcome.refused) {
-    // What a load balancer does with a backend that refuses connections: the other one, once.
+  if (!outcome.ok && outcome.retry !== undefined && relays > 1) {
+    // What a load balancer does with an idempotent request that never reached a backend's
+    // answer: the other backend, once.
     retried = true
-    if (counted) refusedRetried++
-    relay = 1 - first
+    if (counted) {
+      if (outcome.retry === "refused") refusedRetried++
+      else resetRetried++
+    }
+    relay = (first + 1) % relays
     outcome = await attempt(relay, hostId)
   }
   const doneAt = Date.now()
@@ -137,7 +168,13 @@ const request = async (k: number) => {
   if (counted) {
     if (outcome.ok) {
       succeeded++
-      latencies.push(doneAt - sentAt)
+      const latency = doneAt - sentAt
+      latencies.push(latency)
+      if (latency > 1_000) {
+        const kind = latency > 5_000 ? "over 5 s" : latency > 2_000 ? "2-5 s" : "1-2 s"
+        if (slow.length < maxFailuresKept) slow.push({ hostId, relay, kind, sentAt, doneAt, retried })
+        else slowDropped++
+      }
     } else {
       failedRequests++
       if (failures.length < maxFailuresKept) {
@@ -169,15 +206,27 @@ const run = () => {
 const measure = () => {
   measuring = true
   measuredFrom = Date.now()
-  requests = succeeded = failedRequests = refusedRetried = failuresDropped = 0
+  requests = succeeded = failedRequests = refusedRetried = resetRetried = failuresDropped = 0
+  attempts = { relay: [], start: [], end: [] }
   failures = []
+  slow = []
+  slowDropped = 0
   latencies = []
   maxLagMs = 0
   loopDelay.reset()
   longestGap = new Map()
 }
 
-const end = async () => {
+/** Attempts to `signal.relay` started before `signal.at` and not ended by then. */
+const inFlightAt = (signal: RelaySignal) => {
+  let n = 0
+  for (let i = 0; i < attempts.relay.length; i++) {
+    if (attempts.relay[i] === signal.relay && attempts.start[i]! <= signal.at && (attempts.end[i] ?? Infinity) > signal.at) n++
+  }
+  return n
+}
+
+const end = async (signals: ReadonlyArray<RelaySignal>) => {
   running = false
   if (ticker) clearInterval(ticker)
   const measuredTo = Date.now()
@@ -199,8 +248,12 @@ const end = async () => {
     succeeded,
     failedRequests,
     refusedRetried,
+    resetRetried,
+    inFlightAtSignal: signals.map(inFlightAt),
     failures,
     failuresDropped,
+    slow,
+    slowDropped,
     longestGapMs,
     latencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.reduce((a, b) => Math.max(a, b), 0) },
     maxLagMs,
@@ -213,6 +266,9 @@ process.on("message", (message) => {
   try {
     switch (command.type) {
       case "configure":
+        // Again before each round: the relays in front of which it stands may change (single-relay).
+        if (running) throw new Error("configure while running")
+        for (const agent of agents) agent.destroy()
         config = command
         authorization = `Bearer ${command.token}`
         // As many connections as the load needs (no pool limit: a queue in front of a slow relay
@@ -233,7 +289,7 @@ process.on("message", (message) => {
         send({ type: "measuring", at: measuredFrom })
         return
       case "end":
-        void end()
+        void end(command.signals)
         return
     }
   } catch (e) {

@@ -19,6 +19,8 @@ export type FleetCommand =
     readonly token: string
     readonly targetUrl: string
     readonly settings: HostSettings
+    /** Tunnels each host agent holds (`--tunnels`): a host counts as back once it has this many. */
+    readonly tunnels: number
     /** Host agents started at once while the fleet comes up. */
     readonly startConcurrency: number
   }
@@ -27,7 +29,11 @@ export type FleetCommand =
   | { readonly type: "report" }
   | { readonly type: "stop" }
 
-/** A time a host's tunnel was not open: from the end of one tunnel to the opening of the next. */
+/**
+ * A time a host had fewer tunnels registered than wanted: `zero` gaps, with none at all (from
+ * the end of its last tunnel to the registration of the next), and `belowAll` gaps, with fewer
+ * than `tunnels` (from the first one ending to every one registered again).
+ */
 export interface TunnelGap {
   readonly hostId: string
   readonly downAt: number
@@ -36,10 +42,20 @@ export interface TunnelGap {
 }
 
 export type FleetEvent =
-  | { readonly type: "status"; readonly connected: number; readonly total: number }
+  | {
+    readonly type: "status"
+    /** Hosts with at least one tunnel registered. */
+    readonly connected: number
+    /** Hosts with every one of their `tunnels` registered. */
+    readonly full: number
+    readonly total: number
+  }
   | {
     readonly type: "report"
+    /** Times a host had no tunnel at all. */
     readonly gaps: ReadonlyArray<TunnelGap>
+    /** Times a host had fewer than `tunnels` (includes the times it had none). */
+    readonly belowAll: ReadonlyArray<TunnelGap>
     /** How late the worker's event loop ran since "measure": a saturated worker reports late. */
     readonly eventLoopDelayMs: EventLoopDelay
   }
@@ -54,7 +70,8 @@ export interface EventLoopDelay {
 export type LoadCommand =
   | {
     readonly type: "configure"
-    readonly relayUrls: readonly [string, string]
+    /** The relays behind the load balancer (one or two), taken in turn. */
+    readonly relayUrls: ReadonlyArray<string>
     readonly hostIds: ReadonlyArray<string>
     readonly token: string
     readonly rate: number
@@ -64,10 +81,19 @@ export type LoadCommand =
   | { readonly type: "run" }
   /** From now on, count requests and outages for a report. */
   | { readonly type: "measure" }
-  /** Stop sending, wait for the requests in flight, and report what was measured. */
-  | { readonly type: "end" }
+  /**
+   * Stop sending, wait for the requests in flight, and report what was measured; `signals` are
+   * the times the relays (by index in `relayUrls`) were signalled, for `inFlightAtSignal`.
+   */
+  | { readonly type: "end"; readonly signals: ReadonlyArray<RelaySignal> }
 
-/** One request that failed (after the load balancer's single retry on refusal, if any). */
+/** A relay (index in `relayUrls`) signalled at `at` (Date.now() just before the signal was sent). */
+export interface RelaySignal {
+  readonly relay: number
+  readonly at: number
+}
+
+/** One request that failed (after the load balancer's single retry, if any). */
 export interface FailedRequest {
   readonly hostId: string
   /** Index of the relay whose answer (or error) ended the request: 0 or 1. */
@@ -76,7 +102,7 @@ export interface FailedRequest {
   readonly kind: string
   readonly sentAt: number
   readonly doneAt: number
-  /** The first relay refused the connection and this was the retry on the other one. */
+  /** The first relay refused or reset the connection before any response byte and this was the retry on the other one. */
   readonly retried: boolean
 }
 
@@ -90,9 +116,19 @@ export interface LoadReport {
   readonly failedRequests: number
   /** Requests whose first relay refused the connection and that were sent again to the other one. */
   readonly refusedRetried: number
+  /** Requests whose connection to the first relay was reset (or closed) before any response byte, sent again to the other one. */
+  readonly resetRetried: number
+  /**
+   * Per signal (same order as `signals`): attempts (first tries and retries) the generator had
+   * sent to that relay and not yet seen end (response complete, error or timeout) at that moment.
+   */
+  readonly inFlightAtSignal: ReadonlyArray<number>
   /** The failed requests, up to a bound (`failuresDropped` says how many were left out). */
   readonly failures: ReadonlyArray<FailedRequest>
   readonly failuresDropped: number
+  /** Successful requests that took over 1 s (`kind` says how long: "1-2 s", "2-5 s", "over 5 s"), up to a bound. */
+  readonly slow: ReadonlyArray<FailedRequest>
+  readonly slowDropped: number
   /** Per host: the longest time without a successful response while measuring, in ms. */
   readonly longestGapMs: Record<string, number>
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number }

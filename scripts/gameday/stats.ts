@@ -112,3 +112,34 @@ export const tunnelDowntime = (gaps: ReadonlyArray<TunnelGap>, from: number, to:
     ms: summarize(inRound.map((g) => (g.upAt ?? to) - g.downAt))
   }
 }
+
+/**
+ * Per host, the longest time within [from, to] it had no tunnel (`gaps` as the host agents saw
+ * them; a gap still open counts to `to`), over `hosts` hosts: a host with no gap counts 0.
+ */
+export const longestWithoutTunnel = (gaps: ReadonlyArray<TunnelGap>, hosts: number, from: number, to: number): ReadonlyArray<number> => {
+  const longest = new Map<string, number>()
+  for (const g of gaps) {
+    const ms = Math.min(g.upAt ?? to, to) - Math.max(g.downAt, from)
+    if (ms > 0 && ms > (longest.get(g.hostId) ?? 0)) longest.set(g.hostId, ms)
+  }
+  return [...longest.values(), ...Array<number>(Math.max(0, hosts - longest.size)).fill(0)]
+}
+
+/**
+ * After each signal: how long until every host had all its tunnels again, from `belowAll` gaps:
+ * the gaps open at the signal (a host not yet back from an earlier one, when the restarts did not
+ * wait for it) and those that began after it, before the next signal (or `to`). 0 when no host
+ * was short of a tunnel then, `undefined` when one still was at `to`.
+ */
+export const backToAllTunnels = (belowAll: ReadonlyArray<TunnelGap>, signalTimes: ReadonlyArray<number>, to: number): ReadonlyArray<number | undefined> =>
+  signalTimes.map((at, i) => {
+    const until = signalTimes[i + 1] ?? to
+    let back: number | undefined = 0
+    for (const g of belowAll) {
+      if (g.downAt >= until || (g.upAt !== undefined && g.upAt <= at)) continue
+      if (g.upAt === undefined) return undefined
+      back = Math.max(back, g.upAt - at)
+    }
+    return back
+  })

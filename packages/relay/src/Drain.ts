@@ -1,8 +1,9 @@
-import { Context, Effect, Fiber, Layer, Metric, Runtime, Schedule } from "effect"
+import { Context, Effect, Fiber, Layer, Metric, Option, Runtime, Schedule } from "effect"
 import { RelayConfig } from "./config/RelayConfig.js"
 import { Directory } from "./directory/Directory.js"
 import { RelayServer } from "./http/RelayServer.js"
 import * as RelayMetrics from "./metrics/RelayMetrics.js"
+import { Holds } from "./routing/Holds.js"
 import { Draining } from "./tunnel/Draining.js"
 import { TunnelRegistry } from "./tunnel/TunnelRegistry.js"
 
@@ -32,7 +33,9 @@ export interface DrainOptions {
  *    each tunnel's finalizer waits up to the flush window for in-flight responses (idle
  *    ones do not wait) and closes 4001; new requests meanwhile go to the hosts' other relays;
  * 4. stop listening (open until now for peers and late load-balanced requests), give the
- *    requests still running the flush window, close what is left of client connections;
+ *    requests still running the flush window, answer the requests still held 503 (with the
+ *    in-memory directory at once: no other relay can register their hosts), close what is
+ *    left of client connections;
  * 5. await the directory clear;
  * each phase logged with its duration, the whole bounded by a deadline.
  */
@@ -49,6 +52,7 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
         const server = yield* RelayServer
         const registry = yield* TunnelRegistry
         const directory = yield* Directory
+        const holds = yield* Holds
         const runtime = yield* Effect.runtime<never>()
         const owner = registry.owner
 
@@ -114,7 +118,17 @@ export class Drain extends Context.Tag("effect-relay/Drain")<Drain, {
           // requests still running get the flush window (within the deadline, a second short of it).
           yield* server.stopAccepting
           yield* Effect.logInfo("drain.stopped_accepting").pipe(Effect.annotateLogs({ ms: since() }))
+          // A held request waits for its host to register somewhere. With the in-memory directory
+          // nothing can release it any more (this relay refuses registrations, and there is no
+          // other): it is answered now. With a shared one, another relay may still register the
+          // host within the flush window; what is still held then is answered before the
+          // connections close, so no held request is reset.
+          const endHolds = Effect.flatMap(holds.endAll, (held) =>
+            held === 0 ? Effect.void : Effect.logInfo("drain.holds_ended").pipe(Effect.annotateLogs({ held, ms: since() })))
+          if (Option.isNone(config.redisUrl)) yield* endHolds
           yield* server.awaitRequests(Math.max(0, Math.min(config.drainFlushMs, config.drainDeadlineMs - since() - 1000)))
+          yield* endHolds
+          yield* server.awaitRequests(Math.max(0, Math.min(500, config.drainDeadlineMs - since() - 500)))
           yield* server.closeConnections
 
           const entries = yield* Fiber.join(clearing)

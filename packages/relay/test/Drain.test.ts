@@ -1,7 +1,7 @@
 import { CloseCodes, HostToRelayCodec, HttpResponse, type HostId } from "@effect-relay/protocol"
 import { fakeHost, partialRequest, token } from "@effect-relay/testkit"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Redacted, Scope } from "effect"
 import * as http from "node:http"
 import * as net from "node:net"
 import * as jose from "jose"
@@ -152,5 +152,68 @@ describe("drain re-check after async auth", () => {
       yield* Scope.close(scope, Exit.void)
       expect(yield* Effect.promise(() => host.closed)).toEqual({ code: CloseCodes.Drain, reason: "draining" })
       expect(registry.size()).toBe(0)
+    }))
+
+})
+
+describe("drain and held requests", () => {
+  it.scopedLive("with the in-memory directory, a request held for an offline host gets 503 host_offline when the drain stops accepting, not a reset after the flush window", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        RelayLive.pipe(Layer.provide(testConfig({ drainFlushMs: 3_000, holdMs: 10_000 })), Layer.provide(MemoryDirectory.layer)),
+        scope
+      )
+      const port = Context.get(context, RelayServer).port
+      const t = yield* token({ org: "acme" })
+      // No host "acme:gone" anywhere: the request is held, waiting for its registration.
+      const held = yield* Effect.fork(Effect.exit(get(`http://127.0.0.1:${port}/hosts/acme:gone/x`, t)))
+      yield* Effect.sleep("200 millis")
+      expect(held.unsafePoll()).toBeNull()
+
+      const start = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      const took = Date.now() - start
+
+      // An answer, not a reset (fetch would fail).
+      const res = yield* Fiber.join(held)
+      expect(Exit.isSuccess(res), String(res)).toBe(true)
+      if (Exit.isSuccess(res)) {
+        expect(res.value.status).toBe(503)
+        expect((yield* Effect.promise(() => res.value.json())).error).toBe("host_offline")
+      }
+      // Nothing could release it: the drain did not wait the 3 s flush window for it.
+      expect(took).toBeLessThan(2_000)
+    }))
+
+  it.scopedLive("with a shared directory, a held request waits through the flush window (another relay may register its host), then gets 503 host_offline before the connections close, not a reset", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      // The directory's kind is what the config says (REDIS_URL); the directory itself is in memory here.
+      const config = testConfig({
+        drainFlushMs: 1_000,
+        holdMs: 10_000,
+        redisUrl: Option.some(Redacted.make("redis://127.0.0.1:1")),
+        peerSecret: Option.some(Redacted.make("drain-test-peer-secret"))
+      })
+      const context = yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(config), Layer.provide(MemoryDirectory.layer)), scope)
+      const port = Context.get(context, RelayServer).port
+      const t = yield* token({ org: "acme" })
+      const held = yield* Effect.fork(Effect.exit(get(`http://127.0.0.1:${port}/hosts/acme:gone/x`, t)))
+      yield* Effect.sleep("200 millis")
+      expect(held.unsafePoll()).toBeNull()
+
+      const start = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      const took = Date.now() - start
+
+      const res = yield* Fiber.join(held)
+      expect(Exit.isSuccess(res), String(res)).toBe(true)
+      if (Exit.isSuccess(res)) {
+        expect(res.value.status).toBe(503)
+        expect((yield* Effect.promise(() => res.value.json())).error).toBe("host_offline")
+      }
+      expect(took).toBeGreaterThanOrEqual(900)
+      expect(took).toBeLessThan(3_000)
     }))
 })

@@ -80,4 +80,21 @@ describe("holds", () => {
       yield* Fiber.interrupt(held)
       expect(holds.size()).toBe(0)
     }))
+
+  it.scoped("endAll (a drain) ends every hold with drained at once, and a later hold too", () =>
+    Effect.gen(function*() {
+      const { events, holds } = yield* setup({ holdMs: 10_000 })
+      const a = yield* Effect.fork(holds.wait("acme:a" as HostId))
+      const b = yield* Effect.fork(holds.wait("acme:b" as HostId))
+      yield* TestClock.adjust("1 second")
+      expect(yield* holds.endAll).toBe(2)
+      expect(yield* Fiber.join(a)).toBe("drained")
+      expect(yield* Fiber.join(b)).toBe("drained")
+      expect(holds.size()).toBe(0)
+      // No hold begins any more: not even for a host that registers right after.
+      const late = yield* Effect.fork(holds.wait("acme:a" as HostId))
+      yield* PubSub.publish(events, registration("acme:a"))
+      expect(yield* Fiber.join(late)).toBe("drained")
+      expect(yield* holds.endAll).toBe(0)
+    }))
 })

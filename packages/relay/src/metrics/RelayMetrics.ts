@@ -94,8 +94,8 @@ export const heldRequests = Metric.gauge("relay_held_requests", {
   description: "Client requests and WebSockets held for a host that no relay could serve yet, waiting for its registration."
 })
 const holds = byTag(
-  counter("relay_holds_total", "Requests held for a host, by how the hold ended: released_by_event (the host registered), timed_out (HOLD_MS), refused (MAX_HELD held already)."),
+  counter("relay_holds_total", "Requests held for a host, by how the hold ended: released_by_event (the host registered), timed_out (HOLD_MS), refused (MAX_HELD held already), drained (ended by this relay's drain before it closed its connections)."),
   "outcome"
 )
 /** One hold ended so. */
-export const hold = (outcome: "released_by_event" | "timed_out" | "refused") => Effect.sync(() => holds(outcome).unsafeUpdate(1, []))
+export const hold = (outcome: "released_by_event" | "timed_out" | "refused" | "drained") => Effect.sync(() => holds(outcome).unsafeUpdate(1, []))

@@ -4,7 +4,8 @@
  * publishes a registration of that host, on any relay, or `HOLD_MS` passes; then it is routed
  * again, or answered 503. Nothing polls: one fiber reads the directory's registrations and wakes
  * the requests held for that host. At most `MAX_HELD` requests are held at once; past that the
- * answer is 503 at once.
+ * answer is 503 at once. A draining relay ends every hold (`endAll`) before it closes its client
+ * connections, so a held request gets its 503 instead of a reset; no hold begins after that.
  */
 import { type HostId, LogLimits } from "@effect-relay/protocol"
 import { Context, Effect, Layer, Stream } from "effect"
@@ -12,14 +13,22 @@ import { RelayConfig } from "../config/RelayConfig.js"
 import { Directory, type Registration } from "../directory/Directory.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 
-/** How a hold ended: a registration of the host came, HOLD_MS passed, or too many were held already. */
-export type HoldOutcome = "released_by_event" | "timed_out" | "refused"
+/**
+ * How a hold ended: a registration of the host came, HOLD_MS passed, too many were held already,
+ * or the relay's drain ended it (`endAll`).
+ */
+export type HoldOutcome = "released_by_event" | "timed_out" | "refused" | "drained"
 
 export class Holds extends Context.Tag("effect-relay/Holds")<Holds, {
   /** Waits for a registration of `hostId` (on any relay), at most HOLD_MS. */
   readonly wait: (hostId: HostId) => Effect.Effect<HoldOutcome>
   /** Requests held now. */
   readonly size: () => number
+  /**
+   * Ends every hold now with `drained` (its request is answered 503) and every later one at once:
+   * for a drain that is about to close the client connections. Returns how many were held.
+   */
+  readonly endAll: Effect.Effect<number>
 }>() {
   static layer = Layer.scoped(
     Holds,
@@ -34,8 +43,9 @@ export class Holds extends Context.Tag("effect-relay/Holds")<Holds, {
 /** Holds fed by `registrations` (read by a fiber of the scope's). */
 export const make = (options: { readonly holdMs: number; readonly maxHeld: number }, registrations: Stream.Stream<Registration>) =>
   Effect.gen(function*() {
-    const waiting = new Map<HostId, Set<() => void>>()
+    const waiting = new Map<HostId, Set<(outcome: HoldOutcome) => void>>()
     let held = 0
+    let ended = false
     const refusals = LogLimits.gate(5, 10_000)
     /** Over MAX_HELD: counted, and logged at most 5 times every 10 s (each line says how many were left out). */
     const refuse = (hostId: HostId) =>
@@ -55,12 +65,13 @@ export const make = (options: { readonly holdMs: number; readonly maxHeld: numbe
         const wake = waiting.get(event.hostId)
         if (wake === undefined) return
         waiting.delete(event.hostId)
-        for (const f of wake) f()
+        for (const f of wake) f("released_by_event")
       })).pipe(Effect.forkScoped)
 
+    /** A registration of the host (`released_by_event`), or `endAll` (`drained`). */
     const untilRegistered = (hostId: HostId) =>
-      Effect.async<void>((resume) => {
-        const wake = () => resume(Effect.void)
+      Effect.async<HoldOutcome>((resume) => {
+        const wake = (outcome: HoldOutcome) => resume(Effect.succeed(outcome))
         let set = waiting.get(hostId)
         if (set === undefined) waiting.set(hostId, set = new Set())
         set.add(wake)
@@ -74,14 +85,24 @@ export const make = (options: { readonly holdMs: number; readonly maxHeld: numbe
 
     const wait = (hostId: HostId): Effect.Effect<HoldOutcome> =>
       Effect.suspend(() => {
+        if (ended) return Effect.as(RelayMetrics.hold("drained"), "drained" as HoldOutcome)
         if (held >= options.maxHeld) return refuse(hostId)
         held++
         return untilRegistered(hostId).pipe(
-          Effect.timeoutTo({ duration: options.holdMs, onSuccess: (): HoldOutcome => "released_by_event", onTimeout: (): HoldOutcome => "timed_out" }),
+          Effect.timeoutTo({ duration: options.holdMs, onSuccess: (outcome) => outcome, onTimeout: (): HoldOutcome => "timed_out" }),
           Effect.ensuring(Effect.sync(() => held--)),
           Effect.tap(RelayMetrics.hold)
         )
       })
 
-    return Holds.of({ wait, size: () => held })
+    const endAll = Effect.sync(() => {
+      ended = true
+      const count = held
+      const all = [...waiting.values()]
+      waiting.clear()
+      for (const set of all) for (const wake of set) wake("drained")
+      return count
+    })
+
+    return Holds.of({ wait, size: () => held, endAll })
   })

@@ -12,15 +12,16 @@ import { Effect, type Scope } from "effect"
 import { fakeHost, okResponse } from "../FakeHost.js"
 import { messageOf, type RelayProcess } from "../RelayProcess.js"
 import { testSecret } from "../Tokens.js"
-import { anomaly, type FuzzKind, planBatch, runBatch, type RunState } from "./FuzzBatch.js"
+import { anomaly, type FuzzKind, fuzzKinds, planBatch, runBatch, type RunState } from "./FuzzBatch.js"
 import { checkRelay, errorLevels, goodBody, limitHits, outputTail } from "./FuzzChecks.js"
 import { echoHost, evilHost } from "./FuzzHosts.js"
+import { evilV2Host, goodV2Host } from "./StreamHosts.js"
 import { rssMB, startQuietRelay } from "./FuzzRelay.js"
 import { fuzzTokens } from "./FuzzTokens.js"
 import { genOptions } from "./KnownBugs.js"
 import { prng } from "./Prng.js"
 
-export { type FuzzKind, fuzzKinds, planBatch } from "./FuzzBatch.js"
+export { type FuzzKind, fuzzKinds, planBatch, v1Kinds } from "./FuzzBatch.js"
 
 export interface FuzzOptions {
   /** Batches start until this many seconds have passed since the first (the last one finishes). */
@@ -38,6 +39,8 @@ export interface FuzzOptions {
   readonly env?: Record<string, string>
   /** Progress lines (one per batch). */
   readonly log?: (line: string) => void
+  /** The generators to run (default: all five). */
+  readonly kinds?: ReadonlyArray<FuzzKind>
   /** Include the inputs of bugs still open (KnownBugs.ts); without it they are left out. */
   readonly knownBugs?: boolean
   /** Called as each input starts, with where it is (`b3#17`), its kind and what it is: to find the input behind a failure. */
@@ -74,6 +77,19 @@ export interface FuzzReport {
   readonly limitHits: Record<string, number>
   /** The relay's warnings by event. */
   readonly warnings: Record<string, number>
+  /** Bytes the relay wrote (its log) from the first batch to the end of the drain. */
+  readonly logBytes: number
+  /** Version 2: the hosts' tunnels the relay closed (none expected), what the evil host sent, what the good one answered. */
+  readonly v2: {
+    readonly evilCloses: Record<string, number>
+    readonly goodCloses: Record<string, number>
+    readonly frames: number
+    readonly texts: number
+    /** Frames the relay had to count as bad (a lower bound for `limitHits.bad_frame`). */
+    readonly mustCount: number
+    readonly staleFrames: number
+    readonly goodRequests: number
+  }
   /** Things that break the run's promises: a relay that died, hung, grew or logged an error. */
   readonly failures: ReadonlyArray<string>
   /** Odd but not failing: an owed answer that did not come within the input's time. At most 50 kept. */
@@ -98,7 +114,10 @@ export const fuzzRelayEnv: Record<string, string> = {
   BODY_READ_TIMEOUT_MS: "1500",
   SEND_TIMEOUT_MS: "3000",
   BODY_BUDGET_WAIT_MS: "500",
-  DRAIN_FLUSH_MS: "200"
+  DRAIN_FLUSH_MS: "200",
+  // Version 2's windows small, so that inputs overflowing them stay small.
+  STREAM_WINDOW_BYTES: "65536",
+  TUNNEL_WINDOW_BYTES: "262144"
 }
 
 // --- The run
@@ -136,6 +155,11 @@ const drain = (relay: RelayProcess, failures: Array<string>, logsSeen: number) =
     return { code: exited.code, signal: exited.signal, drainMs: Date.now() - signalled }
   })
 
+const outputBytes = (relay: RelayProcess) => {
+  const { stdout, stderr } = relay.output()
+  return Buffer.byteLength(stdout) + Buffer.byteLength(stderr)
+}
+
 const countBy = <T>(items: ReadonlyArray<T>, key: (item: T) => string) => {
   const out: Record<string, number> = {}
   for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1
@@ -157,12 +181,15 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     yield* Effect.orDie(fakeHost(relay.ws, "fuzz:good", tokens.valid, (m) => okResponse(m.id, goodBody(m.path))))
     const echo = yield* echoHost(relay.ws, "fuzz:h", tokens.valid)
     const evil = yield* evilHost(relay.ws, "fuzz:evil", tokens.valid)
+    const good2 = yield* goodV2Host(relay.ws, "fuzz:good2", tokens.valid)
+    const evil2 = yield* evilV2Host(relay.ws, "fuzz:evil2", tokens.valid)
     const state: RunState = {
       relay,
       tokens,
       evil,
+      evil2,
       requestTimeoutMs: Number(env.REQUEST_TIMEOUT_MS ?? 30_000),
-      outcomes: { tunnel: {}, upgrade: {}, http: {}, clientWs: {} },
+      outcomes: { tunnel: {}, upgrade: {}, http: {}, clientWs: {}, stream: {} },
       anomalies: [],
       failures: [],
       anomalyCount: 0,
@@ -181,16 +208,19 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     // Batches until the time is up, or until the relay is gone, deaf or too big.
     const root = prng(options.seed)
     const gen = genOptions(options.knownBugs ?? false)
-    const inputs: Record<FuzzKind, number> = { tunnel: 0, upgrade: 0, http: 0, clientWs: 0 }
+    const kinds = options.kinds ?? fuzzKinds
+    const inputs: Record<FuzzKind, number> = { tunnel: 0, upgrade: 0, http: 0, clientWs: 0, stream: 0 }
+    const outputAtStart = outputBytes(relay)
     const batches: Array<BatchReport> = []
     let logsSeen = relay.logs.length
     let otherSeen = relay.other.length
     const evilClosesSeen = new Map<string, number>()
+    const v2ClosesSeen = new Map<string, number>()
     let fatal = first.fatal
     const fuzzStarted = Date.now()
     for (let batch = 0; !fatal && Date.now() - fuzzStarted < options.seconds * 1000; batch++) {
       const batchStarted = Date.now()
-      const plans = planBatch(root, batch, batchSize, gen)
+      const plans = planBatch(root, batch, batchSize, gen, kinds)
       for (const p of plans) inputs[p.kind]++
       yield* Effect.promise(() => runBatch(state, plans, batch, concurrency))
       options.beforeChecks?.(relay, batch)
@@ -205,6 +235,13 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
         }
         evilClosesSeen.set(code, n)
       }
+      // A version 2 host loses a stream for a broken rule, never its tunnel.
+      for (const [name, closes] of [["fuzz:evil2", evil2.closes], ["fuzz:good2", good2.closes]] as const) {
+        for (const [code, n] of closes) {
+          if ((v2ClosesSeen.get(`${name} ${code}`) ?? 0) < n) state.failures.push(`batch ${batch}: the relay closed ${name}'s version 2 tunnel with ${code}`)
+          v2ClosesSeen.set(`${name} ${code}`, n)
+        }
+      }
       const report: BatchReport = { batch, inputs: plans.length, ms: Date.now() - batchStarted, good: { status: checked.status, ms: checked.ms, ok: checked.ok }, rssMB: +checked.rss.toFixed(1) }
       batches.push(report)
       log(`batch ${batch}: ${plans.length} inputs in ${report.ms} ms; known-good ${report.good.status} in ${report.good.ms} ms; RSS ${report.rssMB} MB`)
@@ -215,6 +252,10 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     const evilCloses = Object.fromEntries(evil.closes)
     const echoCloses = Object.fromEntries(echo.closes)
     const lastMB = rssMB(relay.pid)
+    const bookCounts = { ...evil2.books.counts }
+    if ((hits.bad_frame ?? 0) < bookCounts.mustCount) {
+      state.failures.push(`the relay counted ${hits.bad_frame ?? 0} bad frames, fewer than the ${bookCounts.mustCount} the version 2 evil host sent that break a rule`)
+    }
     const exit = yield* drain(relay, state.failures, logsSeen)
     rss.stop()
     const { minMB, maxMB } = rss.range()
@@ -232,6 +273,16 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
       echoTunnelCloses: echoCloses,
       limitHits: hits,
       warnings: countBy(relay.logs.filter((l) => String(l.logLevel).toUpperCase() === "WARN"), messageOf),
+      logBytes: outputBytes(relay) - outputAtStart,
+      v2: {
+        evilCloses: Object.fromEntries(evil2.closes),
+        goodCloses: Object.fromEntries(good2.closes),
+        frames: bookCounts.frames,
+        texts: bookCounts.texts,
+        mustCount: bookCounts.mustCount,
+        staleFrames: bookCounts.stale,
+        goodRequests: good2.counts().requests
+      },
       failures: state.failures,
       anomalies: state.anomalies,
       anomalyCount: state.anomalyCount,

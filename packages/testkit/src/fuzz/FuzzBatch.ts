@@ -17,7 +17,7 @@ import type { Prng } from "./Prng.js"
 import { exchange, outcomeLabel } from "./RawTcp.js"
 import { runStreamInput, settleStreams, streamTraffic } from "./StreamBatch.js"
 import type { EvilV2Host } from "./StreamHosts.js"
-import { type StreamInput, streamInput } from "./StreamInputs.js"
+import { foundStreamInputs, type StreamInput, streamInput } from "./StreamInputs.js"
 import { type TunnelInput, tunnelInput } from "./TunnelFrames.js"
 import { type RawInput, upgradeInput } from "./Upgrades.js"
 
@@ -40,6 +40,12 @@ export type Planned =
 export const planBatch = (root: Prng, batch: number, size: number, gen: GenOptions = genOptions(false), kinds: ReadonlyArray<FuzzKind> = fuzzKinds): Array<Planned> => {
   const r = root.fork(batch)
   const chosen = weights.filter(([kind]) => kinds.includes(kind))
+  // The inputs that found bugs open every run.
+  const found: Array<Planned> = batch === 0 && kinds.includes("stream") ? foundStreamInputs.map((input) => ({ kind: "stream", input })) : []
+  return [...found, ...planned(r, chosen, size, gen)].slice(0, Math.max(size, found.length))
+}
+
+const planned = (r: Prng, chosen: ReadonlyArray<readonly [FuzzKind, number]>, size: number, gen: GenOptions): Array<Planned> => {
   return Array.from({ length: size }, (_, i): Planned => {
     const ir = r.fork(i)
     const kind = ir.weighted(chosen)

@@ -112,6 +112,16 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
         ws.once("close", () => (clearTimeout(timer), resolve("channel closed")))
       })
     }
+    case "Targeted": {
+      const nonce = where.replace(/[^a-z0-9]/gi, "-")
+      const answer = streamRequest(`${state.relay.http}/hosts/fuzz:evil2/r/${nonce}`, { method: "GET", token: state.tokens.valid, body: Buffer.alloc(0), keepAlive: input.keepAlive, timeoutMs })
+      traffic.evil.push({ nonce, where, answer })
+      for (let i = 0; i < 200 && state.evil2.books.byNonce(nonce) === undefined; i++) await new Promise((r) => setTimeout(r, 5))
+      const e = state.evil2.books.byNonce(nonce)
+      if (e === undefined || e.over !== undefined) return "targeted: the request did not reach the host"
+      state.trace(`${where} sent: ${input.act(state.evil2.books, e)}`)
+      return input.note
+    }
     case "Act": {
       if (!state.evil2.open()) return "evil2 tunnel gone"
       // A request takes a moment to reach the host: an act waits a little for a stream to act on.

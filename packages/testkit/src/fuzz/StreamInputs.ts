@@ -28,6 +28,8 @@ export type StreamInput =
   | { readonly _tag: "Channel"; readonly note: string }
   /** Frames and messages from the evil host, honest or not; the detail of what was sent. */
   | { readonly _tag: "Act"; readonly note: string; readonly act: (books: Books) => string }
+  /** A client request to the evil host, and once its stream reaches the host, `act` on that stream. */
+  | { readonly _tag: "Targeted"; readonly note: string; readonly keepAlive: boolean; readonly act: (books: Books, stream: StreamEntry) => string }
 
 type Act = (books: Books) => string
 
@@ -404,3 +406,59 @@ export const streamInput = (r: Prng): StreamInput => {
     }
   }
 }
+
+// ---- inputs that found a bug --------------------------------------------------------------------
+
+const head = (stream: number, fields: { readonly length?: number; readonly end: boolean }) =>
+  HostToRelayV2Codec.encode({ _tag: "http:response", stream, status: 200, headers: { "x-fuzz-stream": String(stream) }, ...fields })
+
+/**
+ * Inputs the fuzz found bugs with, sent at the start of every run (batch 0) so that they stay
+ * fixed. Seed 1 found both: a head with `end: true` that declared a length made the relay write
+ * `content-length: N` and end the response with no body, so a kept-alive client waited for bytes
+ * that never came (until the server's keep-alive timeout); and a body before its head, End before
+ * the head, fewer bytes than declared before End and a second head failed their stream without
+ * being counted in `relay_limit_hits_total{limit="bad_frame"}`.
+ */
+export const foundStreamInputs: ReadonlyArray<StreamInput> = [
+  {
+    _tag: "Targeted",
+    note: "found: a head that declares 5 bytes and ends the body (kept-alive client)",
+    keepAlive: true,
+    act: (books, e) => (books.sendText(head(e.id, { length: 5, end: true })), `stream ${e.id}`)
+  },
+  {
+    _tag: "Targeted",
+    note: "found: a body before the head",
+    keepAlive: false,
+    act: (books, e) => (books.sendFrame(data(e.id, 10)), `stream ${e.id}`)
+  },
+  {
+    _tag: "Targeted",
+    note: "found: End before the head",
+    keepAlive: true,
+    act: (books, e) => (books.sendFrame(StreamFrames.end(e.id)), `stream ${e.id}`)
+  },
+  {
+    _tag: "Targeted",
+    note: "found: 3 of 10 declared bytes, then End",
+    keepAlive: true,
+    act: (books, e) => {
+      books.sendText(head(e.id, { length: 10, end: false }))
+      books.sendFrame(data(e.id, 3))
+      books.sendFrame(StreamFrames.end(e.id))
+      return `stream ${e.id}`
+    }
+  },
+  {
+    _tag: "Targeted",
+    note: "found: a second head",
+    keepAlive: false,
+    act: (books, e) => {
+      books.sendText(head(e.id, { end: false }))
+      books.sendFrame(data(e.id, 3))
+      books.sendText(head(e.id, { end: false }))
+      return `stream ${e.id}`
+    }
+  }
+]

@@ -103,7 +103,8 @@ const defaults = { batchSize: 200, concurrency: 12, rssHeadroomMB: 150, goodTime
 
 /**
  * The relay's settings for a run: the production defaults, except timeouts short enough that a
- * batch meets them (the request, body read and send timeouts, the drain's flush).
+ * batch meets them (the request, body read, send and hold timeouts, the drain's flush) and version
+ * 2's windows.
  */
 export const fuzzRelayEnv: Record<string, string> = {
   RELAY_AUTH_SECRET: testSecret,
@@ -115,6 +116,9 @@ export const fuzzRelayEnv: Record<string, string> = {
   SEND_TIMEOUT_MS: "3000",
   BODY_BUDGET_WAIT_MS: "500",
   DRAIN_FLUSH_MS: "200",
+  // A request for the evil host while it is away (it drained itself, and reconnects only when an
+  // input sends again) is held for it: within a batch's wait, not the default 10 s.
+  HOLD_MS: "2000",
   // Version 2's windows small, so that inputs overflowing them stay small.
   STREAM_WINDOW_BYTES: "65536",
   TUNNEL_WINDOW_BYTES: "262144"

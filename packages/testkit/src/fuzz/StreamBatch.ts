@@ -11,6 +11,7 @@ import * as http from "node:http"
 import WebSocket from "ws"
 import { anomaly, type RunState } from "./FuzzBatch.js"
 import { bodyOf } from "./StreamBooks.js"
+import { type GoodV2Host, startGoodV2Host } from "./StreamHosts.js"
 import type { StreamInput } from "./StreamInputs.js"
 
 export interface StreamAnswer {
@@ -70,9 +71,11 @@ export interface StreamTraffic {
   readonly evil: Array<{ readonly nonce: string; readonly where: string; readonly answer: Promise<StreamAnswer> }>
   readonly good: Array<{ readonly where: string; readonly size: number; readonly digest: string; readonly answer: Promise<StreamAnswer> }>
   readonly sockets: Array<WebSocket>
+  /** The hosts of `Hello` inputs: stopped at the end of the batch. */
+  readonly hosts: Array<GoodV2Host>
 }
 
-export const streamTraffic = (): StreamTraffic => ({ evil: [], good: [], sockets: [] })
+export const streamTraffic = (): StreamTraffic => ({ evil: [], good: [], sockets: [], hosts: [] })
 
 export const runStreamInput = async (state: RunState, input: StreamInput, where: string, traffic: StreamTraffic): Promise<string> => {
   const timeoutMs = state.requestTimeoutMs + 8000
@@ -95,6 +98,22 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
       })
       traffic.good.push({ where, size: input.size, digest: sha256(input.method === "GET" ? bodyOf(nonce, input.size) : input.body), answer })
       return "good request"
+    }
+    case "Hello": {
+      const nonce = where.replace(/[^a-z0-9]/gi, "-")
+      const hostId = `fuzz:w-${nonce}`
+      let host: GoodV2Host
+      try {
+        host = await startGoodV2Host(state.relay.ws, hostId, state.tokens.valid, input.header)
+      } catch (e) {
+        state.failures.push(`${where}: a version 2 host announcing windows ${JSON.stringify(input.header).slice(0, 100)} could not register: ${e instanceof Error ? e.message : String(e)}`)
+        return "hello: refused"
+      }
+      traffic.hosts.push(host)
+      const path = input.method === "GET" ? `/g/${nonce}/${input.size}` : `/e/${nonce}`
+      const answer = streamRequest(`${state.relay.http}/hosts/${hostId}${path}`, { method: input.method, token: state.tokens.valid, body: input.body, timeoutMs })
+      traffic.good.push({ where, size: input.size, digest: sha256(input.method === "GET" ? bodyOf(nonce, input.size) : input.body), answer })
+      return "hello: host registered"
     }
     case "Channel": {
       const ws = new WebSocket(`${state.relay.ws}/hosts/fuzz:evil2/ws/${encodeURIComponent(where)}`, { headers: { authorization: `Bearer ${state.tokens.valid}` }, perMessageDeflate: false })
@@ -199,6 +218,7 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
     }
   }
   books.forget(traffic.evil.map((r) => r.nonce))
+  for (const host of traffic.hosts) host.stop()
   for (const ws of traffic.sockets) ws.terminate()
 }
 

@@ -15,6 +15,7 @@ import {
   HostToRelayV2Codec,
   type RelayToHostV2,
   RelayToHostV2Codec,
+  parseWindows,
   StreamMux,
   Transport,
   TunnelProtocols,
@@ -29,11 +30,20 @@ import { bodyOf, type Books, makeBooks } from "./StreamBooks.js"
 /** What the fuzz's version 2 hosts announce they take in: small, so that credit runs out often. */
 export const hostWindows: Windows = { stream: 32 * 1024, tunnel: 128 * 1024 }
 
-/** A tunnel the relay agreed to speak version 2 on, with the relay's first frames still to come. */
-const connectV2 = (relayWs: string, hostId: string, token: string, onOpen: (ws: WebSocket) => void): Promise<WebSocket> =>
+/**
+ * A tunnel the relay agreed to speak version 2 on, with the relay's first frames still to come.
+ * `windowHeader` is what the host announces of its windows (by default, `hostWindows`).
+ */
+const connectV2 = (
+  relayWs: string,
+  hostId: string,
+  token: string,
+  onOpen: (ws: WebSocket) => void,
+  windowHeader: string | Array<string> = windowsHeader(hostWindows)
+): Promise<WebSocket> =>
   new Promise((resolve, reject) => {
     const ws = new WebSocket(`${relayWs}/tunnel?hostId=${encodeURIComponent(hostId)}`, [TunnelProtocols.v1, TunnelProtocols.v2], {
-      headers: { authorization: `Bearer ${token}`, [FeaturesHeader]: Features.hello, [WindowHeader]: windowsHeader(hostWindows) },
+      headers: { authorization: `Bearer ${token}`, [FeaturesHeader]: Features.hello, [WindowHeader]: windowHeader },
       perMessageDeflate: false,
       maxPayload: 256 * 1024 * 1024
     })
@@ -69,86 +79,91 @@ const closeCounter = (ws: WebSocket, closes: Map<string, number>, stopped: () =>
 export interface GoodV2Host {
   readonly counts: () => { readonly requests: number; readonly problems: number }
   readonly closes: ReadonlyMap<string, number>
+  readonly stop: () => void
 }
 
 export const goodV2Host = (relayWs: string, hostId: string, token: string) =>
-  Effect.acquireRelease(
-    Effect.promise(async (): Promise<GoodV2Host & { stop: () => void }> => {
-      let requests = 0
-      let problems = 0
-      let stopped = false
-      const closes = new Map<string, number>()
-      let greeted: () => void = () => {}
-      const hello = new Promise<void>((r) => (greeted = r))
-      const ws = await connectV2(relayWs, hostId, token, (ws) => {
-        const conn = Transport.unsafeFromWebSocket(ws)
-        const mux = StreamMux.make({
-          conn,
-          windows: hostWindows,
-          peerWindows: hostWindows,
-          sendBufferBytes: 1024 * 1024,
-          encodeReset: (stream, reason) => HostToRelayV2Codec.encode({ _tag: "reset", stream, reason }),
-          onProblem: () => void problems++
-        })
-        const onRequest = (head: Extract<RelayToHostV2, { readonly _tag: "http" }>) => {
-          requests++
-          const chunks: Array<Buffer> = []
-          const answer = () => {
-            const get = /^\/g\/([^/]+)\/(\d+)/.exec(head.path)
-            const body = get ? bodyOf(get[1]!, Number(get[2])) : Buffer.concat(chunks)
-            const declared = !head.path.includes("chunked")
-            conn.unsafeSend(HostToRelayV2Codec.encode({
-              _tag: "http:response",
-              stream: head.stream,
-              status: 200,
-              headers: { "content-type": "application/octet-stream" },
-              ...(declared ? { length: body.length } : {}),
-              end: body.length === 0
-            }))
-            if (body.length === 0) return port.close()
-            port.write(body)
-            port.end()
-            port.close()
-          }
-          const port = mux.open(head.stream, {
-            onData: (chunk, done) => {
-              chunks.push(Buffer.from(chunk))
-              done()
-            },
-            onEnd: answer,
-            onReset: () => {}
-          })
-          if (head.end) answer()
-        }
-        conn.onMessage((frame) => {
-          if (typeof frame !== "string") return mux.onFrame(frame)
-          const m = decode(Buffer.from(frame))
-          switch (m?._tag) {
-            case "ping":
-              return void conn.unsafeSend(HostToRelayV2Codec.encode({ _tag: "pong", ts: m.ts }))
-            case "hello":
-              if (m.streamWindow !== undefined && m.tunnelWindow !== undefined) mux.setPeerWindows({ stream: m.streamWindow, tunnel: m.tunnelWindow })
-              return greeted()
-            case "http":
-              return onRequest(m)
-            case "reset":
-              return mux.onReset(m.stream, m.reason)
-          }
-        })
-      })
-      closeCounter(ws, closes, () => stopped)
-      await hello
-      return {
-        counts: () => ({ requests, problems }),
-        closes,
-        stop: () => {
-          stopped = true
-          ws.terminate()
-        }
+  Effect.acquireRelease(Effect.promise(() => startGoodV2Host(relayWs, hostId, token)), (host) => Effect.sync(host.stop))
+
+/**
+ * A well-behaved version 2 host that announces `windowHeader` (any text: it takes in what the
+ * relay makes of it, by the same `parseWindows`).
+ */
+export const startGoodV2Host = async (relayWs: string, hostId: string, token: string, windowHeader?: string | Array<string>): Promise<GoodV2Host> => {
+  const windows = windowHeader === undefined ? hostWindows : parseWindows(windowHeader)
+  let requests = 0
+  let problems = 0
+  let stopped = false
+  const closes = new Map<string, number>()
+  let greeted: () => void = () => {}
+  const hello = new Promise<void>((r) => (greeted = r))
+  const ws = await connectV2(relayWs, hostId, token, (ws) => {
+    const conn = Transport.unsafeFromWebSocket(ws)
+    const mux = StreamMux.make({
+      conn,
+      windows,
+      peerWindows: windows,
+      sendBufferBytes: 1024 * 1024,
+      encodeReset: (stream, reason) => HostToRelayV2Codec.encode({ _tag: "reset", stream, reason }),
+      onProblem: () => void problems++
+    })
+    const onRequest = (head: Extract<RelayToHostV2, { readonly _tag: "http" }>) => {
+      requests++
+      const chunks: Array<Buffer> = []
+      const answer = () => {
+        const get = /^\/g\/([^/]+)\/(\d+)/.exec(head.path)
+        const body = get ? bodyOf(get[1]!, Number(get[2])) : Buffer.concat(chunks)
+        const declared = !head.path.includes("chunked")
+        conn.unsafeSend(HostToRelayV2Codec.encode({
+          _tag: "http:response",
+          stream: head.stream,
+          status: 200,
+          headers: { "content-type": "application/octet-stream" },
+          ...(declared ? { length: body.length } : {}),
+          end: body.length === 0
+        }))
+        if (body.length === 0) return port.close()
+        port.write(body)
+        port.end()
+        port.close()
       }
-    }),
-    (host) => Effect.sync(host.stop)
-  )
+      const port = mux.open(head.stream, {
+        onData: (chunk, done) => {
+          chunks.push(Buffer.from(chunk))
+          done()
+        },
+        onEnd: answer,
+        onReset: () => {}
+      })
+      if (head.end) answer()
+    }
+    conn.onMessage((frame) => {
+      if (typeof frame !== "string") return mux.onFrame(frame)
+      const m = decode(Buffer.from(frame))
+      switch (m?._tag) {
+        case "ping":
+          return void conn.unsafeSend(HostToRelayV2Codec.encode({ _tag: "pong", ts: m.ts }))
+        case "hello":
+          if (m.streamWindow !== undefined && m.tunnelWindow !== undefined) mux.setPeerWindows({ stream: m.streamWindow, tunnel: m.tunnelWindow })
+          return greeted()
+        case "http":
+          return onRequest(m)
+        case "reset":
+          return mux.onReset(m.stream, m.reason)
+      }
+    })
+  }, windowHeader)
+  closeCounter(ws, closes, () => stopped)
+  await hello
+  return {
+    counts: () => ({ requests, problems }),
+    closes,
+    stop: () => {
+      stopped = true
+      ws.terminate()
+    }
+  }
+}
 
 // --- fuzz:evil2
 

@@ -24,6 +24,12 @@ export type StreamInput =
   | { readonly _tag: "Request"; readonly note: string; readonly method: string; readonly body: Buffer; readonly keepAlive: boolean }
   /** A client request to the well-behaved host: a GET of `size` bytes or a POST echoed; it must succeed whole. */
   | { readonly _tag: "Good"; readonly note: string; readonly method: "GET" | "POST"; readonly size: number; readonly chunked: boolean; readonly body: Buffer }
+  /**
+   * A well-behaved version 2 host of its own (`fuzz:w-<where>`) that announces hostile windows on
+   * its upgrade (0, 1, 2^40, negative, garbage, repeated), then a client request through it that
+   * must succeed whole; the host goes once it is answered.
+   */
+  | { readonly _tag: "Hello"; readonly note: string; readonly header: string | Array<string>; readonly method: "GET" | "POST"; readonly size: number; readonly body: Buffer }
   /** A client WebSocket through the evil host, so that it has channel streams. */
   | { readonly _tag: "Channel"; readonly note: string }
   /** Frames and messages from the evil host, honest or not; the detail of what was sent. */
@@ -382,7 +388,7 @@ const interleaving = (r: Prng): { readonly note: string; readonly act: Act } => 
 
 /** One input of generator 5. */
 export const streamInput = (r: Prng): StreamInput => {
-  const kind = r.weighted<string>([["request", 14], ["good", 9], ["channel", 2], ["honest", 24], ["frame", 28], ["control", 15], ["interleaving", 8]])
+  const kind = r.weighted<string>([["request", 14], ["good", 9], ["hello", 1], ["channel", 2], ["honest", 24], ["frame", 28], ["control", 15], ["interleaving", 8]])
   const fr = r.fork("act")
   switch (kind) {
     case "request": {
@@ -397,6 +403,28 @@ export const streamInput = (r: Prng): StreamInput => {
       const n = r.weighted<() => number>([[() => r.int(0, 1000), 3], [() => r.int(1001, 100_000), 2], [() => r.int(100_001, 600_000), 1]])()
       const chunked = r.chance(0.4)
       return { _tag: "Good", note: `client ${method} of ${n} B through the good host${chunked ? " (chunked)" : ""}`, method, size: n, chunked, body: method === "POST" ? r.bytes(n) : Buffer.alloc(0) }
+    }
+    case "hello": {
+      const value = () =>
+        r.pick([
+          "stream=0, tunnel=0",
+          "stream=1, tunnel=1",
+          "stream=1024;tunnel=1024",
+          `stream=${r.int(0, 2 ** 31)}, tunnel=${r.int(0, 2 ** 31)}`,
+          "stream=99999999999, tunnel=1099511627776",
+          "stream=-1, tunnel=-5",
+          "stream=1e9, tunnel=0x10",
+          "tunnel=2048",
+          "stream=, tunnel=",
+          "",
+          ";;;,,,=",
+          oddString(r, r.int(1, 30)).replace(/[^\x20-\x7e]/g, "?"),
+          `stream=4096, ${"x".repeat(r.int(1000, 8000))}`
+        ])
+      const header = r.chance(0.2) ? [value(), value()] : value()
+      const method = r.chance(0.5) ? "GET" : "POST"
+      const n = r.int(0, 100_000)
+      return { _tag: "Hello", note: `a good host announcing windows ${JSON.stringify(header).slice(0, 60)}, a ${method} of ${n} B`, header, method, size: n, body: method === "POST" ? r.bytes(n) : Buffer.alloc(0) }
     }
     case "channel":
       return { _tag: "Channel", note: "client WebSocket through the evil host" }

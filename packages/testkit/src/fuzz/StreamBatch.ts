@@ -30,7 +30,16 @@ export interface StreamAnswer {
 /** A request through the relay, read to its end or its cut. */
 export const streamRequest = (
   url: string,
-  options: { readonly method: string; readonly token: string; readonly body: Buffer; readonly chunked?: boolean; readonly keepAlive?: boolean; readonly timeoutMs: number }
+  options: {
+    readonly method: string
+    readonly token: string
+    readonly body: Buffer
+    readonly chunked?: boolean
+    readonly keepAlive?: boolean
+    /** The client goes away after this long (its answer is then `aborted`). */
+    readonly abortAfterMs?: number | undefined
+    readonly timeoutMs: number
+  }
 ) =>
   new Promise<StreamAnswer>((resolve) => {
     const hash = createHash("sha256")
@@ -61,6 +70,12 @@ export const streamRequest = (
       req.destroy()
     }, options.timeoutMs)
     req.on("error", (e) => finish({ status: 0, stream: undefined, complete: false, error: e.message }))
+    if (options.abortAfterMs !== undefined) {
+      setTimeout(() => {
+        finish({ status: 0, stream: undefined, complete: false, error: "aborted" })
+        req.destroy()
+      }, options.abortAfterMs)
+    }
     if (options.body.length > 0) req.write(options.body)
     req.end()
   })
@@ -82,7 +97,14 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
   switch (input._tag) {
     case "Request": {
       const nonce = where.replace(/[^a-z0-9]/gi, "-")
-      const answer = streamRequest(`${state.relay.http}/hosts/fuzz:evil2/r/${nonce}`, { method: input.method, token: state.tokens.valid, body: input.body, keepAlive: input.keepAlive, timeoutMs })
+      const answer = streamRequest(`${state.relay.http}/hosts/fuzz:evil2/r/${nonce}`, {
+        method: input.method,
+        token: state.tokens.valid,
+        body: input.body,
+        keepAlive: input.keepAlive,
+        abortAfterMs: input.abortAfterMs,
+        timeoutMs
+      })
       traffic.evil.push({ nonce, where, answer })
       return "client request"
     }
@@ -188,6 +210,10 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
   for (const { nonce, where, answer } of traffic.evil) {
     const got = await answer
     const e = books.byNonce(nonce)
+    if (got.error === "aborted") {
+      tally("evil: client went away")
+      continue
+    }
     if (got.status === 0 && got.error?.startsWith("no end")) {
       failures.push(`${where}: a client of the evil version 2 host got no end of its answer (${got.error}); its stream: ${describe(e)}`)
       continue

@@ -21,7 +21,7 @@ const { FrameKind } = StreamFrames
 
 export type StreamInput =
   /** A client request to the evil host (`/hosts/fuzz:evil2/r/<nonce>`), held to its stream's book at the end of the batch. */
-  | { readonly _tag: "Request"; readonly note: string; readonly method: string; readonly body: Buffer; readonly keepAlive: boolean }
+  | { readonly _tag: "Request"; readonly note: string; readonly method: string; readonly body: Buffer; readonly keepAlive: boolean; readonly abortAfterMs: number | undefined }
   /** A client request to the well-behaved host: a GET of `size` bytes or a POST echoed; it must succeed whole. */
   | { readonly _tag: "Good"; readonly note: string; readonly method: "GET" | "POST"; readonly size: number; readonly chunked: boolean; readonly body: Buffer }
   /**
@@ -396,7 +396,10 @@ export const streamInput = (r: Prng): StreamInput => {
       const body = method === "GET" || method === "DELETE" ? Buffer.alloc(0) : r.bytes(size(r, 200_000))
       // A client that keeps its connection alive waits for every byte a head declares.
       const keepAlive = r.chance(0.5)
-      return { _tag: "Request", note: `client ${method} through the evil host (${body.length} B body${keepAlive ? ", kept alive" : ""})`, method, body, keepAlive }
+      // Some clients go away in the middle: their streams are reset while the host still sends.
+      const abortAfterMs = r.chance(0.15) ? r.int(0, 300) : undefined
+      const how = [keepAlive ? "kept alive" : "", abortAfterMs === undefined ? "" : `gone after ${abortAfterMs} ms`].filter((w) => w !== "").join(", ")
+      return { _tag: "Request", note: `client ${method} through the evil host (${body.length} B body${how === "" ? "" : `, ${how}`})`, method, body, keepAlive, abortAfterMs }
     }
     case "good": {
       const method = r.chance(0.5) ? "GET" : "POST"

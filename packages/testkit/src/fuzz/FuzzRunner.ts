@@ -89,6 +89,9 @@ export interface FuzzReport {
     readonly mustCount: number
     readonly staleFrames: number
     readonly goodRequests: number
+    /** Lines the relay logged about the evil host's tunnel, and how many its rate limit allows over the run. */
+    readonly evilLogLines: number
+    readonly evilLogLinesAllowed: number
   }
   /** Things that break the run's promises: a relay that died, hung, grew or logged an error. */
   readonly failures: ReadonlyArray<string>
@@ -260,6 +263,12 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     if ((hits.bad_frame ?? 0) < bookCounts.mustCount) {
       state.failures.push(`the relay counted ${hits.bad_frame ?? 0} bad frames, fewer than the ${bookCounts.mustCount} the version 2 evil host sent that break a rule`)
     }
+    // What the evil version 2 host makes the relay log is rate-limited per tunnel: 5 lines every 10 s.
+    const evilLogLines = relay.logs.filter((l) => l.annotations?.hostId === "fuzz:evil2").length
+    const evilLogLinesAllowed = 5 * (Math.ceil((Date.now() - fuzzStarted) / 10_000) + 1)
+    if (evilLogLines > evilLogLinesAllowed) {
+      state.failures.push(`the relay logged ${evilLogLines} lines about the evil version 2 host's tunnel, more than the ${evilLogLinesAllowed} its rate limit allows`)
+    }
     const exit = yield* drain(relay, state.failures, logsSeen)
     rss.stop()
     const { minMB, maxMB } = rss.range()
@@ -285,7 +294,9 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
         texts: bookCounts.texts,
         mustCount: bookCounts.mustCount,
         staleFrames: bookCounts.stale,
-        goodRequests: good2.counts().requests
+        goodRequests: good2.counts().requests,
+        evilLogLines,
+        evilLogLinesAllowed
       },
       failures: state.failures,
       anomalies: state.anomalies,

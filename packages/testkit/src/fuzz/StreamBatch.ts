@@ -23,6 +23,8 @@ export interface StreamAnswer {
   readonly bytes: number
   readonly digest: string
   readonly error: string | undefined
+  /** The client went away on purpose (`abortAfterMs`) before the end. */
+  readonly wentAway: boolean
   /** When the client saw the end of it. */
   readonly at: number
 }
@@ -46,12 +48,12 @@ export const streamRequest = (
     let bytes = 0
     let done = false
     const agent = options.keepAlive ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : false
-    const finish = (answer: Omit<StreamAnswer, "at" | "digest" | "bytes">) => {
+    const finish = (answer: Omit<StreamAnswer, "at" | "digest" | "bytes" | "wentAway">, wentAway = false) => {
       if (done) return
       done = true
       clearTimeout(timer)
       if (agent) agent.destroy()
-      resolve({ ...answer, bytes, digest: hash.digest("hex"), at: Date.now() })
+      resolve({ ...answer, wentAway, bytes, digest: hash.digest("hex"), at: Date.now() })
     }
     const headers: Record<string, string | number> = { authorization: `Bearer ${options.token}` }
     if (options.body.length > 0 && !options.chunked) headers["content-length"] = options.body.length
@@ -72,7 +74,7 @@ export const streamRequest = (
     req.on("error", (e) => finish({ status: 0, stream: undefined, complete: false, error: e.message }))
     if (options.abortAfterMs !== undefined) {
       setTimeout(() => {
-        finish({ status: 0, stream: undefined, complete: false, error: "aborted" })
+        finish({ status: 0, stream: undefined, complete: false, error: "went away" }, true)
         req.destroy()
       }, options.abortAfterMs)
     }
@@ -155,11 +157,12 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
     }
     case "Targeted": {
       const nonce = where.replace(/[^a-z0-9]/gi, "-")
+      state.evil2.books.reserve(nonce)
       const answer = streamRequest(`${state.relay.http}/hosts/fuzz:evil2/r/${nonce}`, { method: "GET", token: state.tokens.valid, body: Buffer.alloc(0), keepAlive: input.keepAlive, timeoutMs })
       traffic.evil.push({ nonce, where, answer })
       for (let i = 0; i < 200 && state.evil2.books.byNonce(nonce) === undefined; i++) await new Promise((r) => setTimeout(r, 5))
       const e = state.evil2.books.byNonce(nonce)
-      if (e === undefined || e.over !== undefined) return "targeted: the request did not reach the host"
+      if (e === undefined) return "targeted: the request did not reach the host"
       state.trace(`${where} sent: ${input.act(state.evil2.books, e)}`)
       return input.note
     }
@@ -210,7 +213,7 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
   for (const { nonce, where, answer } of traffic.evil) {
     const got = await answer
     const e = books.byNonce(nonce)
-    if (got.error === "aborted") {
+    if (got.wentAway) {
       tally("evil: client went away")
       continue
     }
@@ -218,6 +221,7 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
       failures.push(`${where}: a client of the evil version 2 host got no end of its answer (${got.error}); its stream: ${describe(e)}`)
       continue
     }
+    state.trace(`${where} client got ${got.status} ${got.complete ? "complete" : got.error} ${got.bytes} B; its stream: ${describe(e)}`)
     const fromHost = e?.head !== undefined && got.status === e.head.status && got.status !== 502 && got.status !== 503 && got.status !== 504
     tally(`evil: ${fromHost ? "host's " : ""}${got.status}${got.complete ? "" : " cut"}${e?.broken !== undefined ? " (broken)" : ""}`)
     if (e === undefined) {

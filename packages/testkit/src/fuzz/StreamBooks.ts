@@ -58,6 +58,8 @@ export interface StreamEntry {
   planned: Buffer
   offset: number
   finishing: boolean
+  /** Kept for one input (a found one): other inputs do not pick it. */
+  reserved: boolean
 }
 
 export type Pick = "waiting" | "responding" | "channel" | "gone" | "any"
@@ -93,6 +95,8 @@ export interface Books {
   readonly giveUp: () => number
   /** The book of the request with `nonce`. */
   readonly byNonce: (nonce: string) => StreamEntry | undefined
+  /** The stream of the request with `nonce`, once it comes, is not picked by other inputs. */
+  readonly reserve: (nonce: string) => void
   /** Forgets the books of finished requests. */
   readonly forget: (nonces: ReadonlyArray<string>) => void
   readonly counts: BookCounts
@@ -114,6 +118,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   const live = new Map<number, StreamEntry>()
   const nonces = new Map<string, StreamEntry>()
   const gone: Array<number> = []
+  const reserved = new Set<string>()
   const counts: BookCounts = { mustCount: 0, stale: 0, frames: 0, texts: 0 }
 
   const over = (e: StreamEntry, why: string) => {
@@ -148,7 +153,8 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
       credit: windows.stream,
       planned: Buffer.alloc(0),
       offset: 0,
-      finishing: false
+      finishing: false,
+      reserved: reserved.delete(nonce)
     }
     const before = live.get(id)
     if (before !== undefined) over(before, "id reused")
@@ -363,7 +369,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
       return live.get(id) === undefined ? { ...entryStub, id } : undefined
     }
     const all = [...live.values()].filter((e) =>
-      which === "any" ? true : which === "channel" ? e.kind === "ws" : e.kind === "http" && (which === "waiting" ? e.head === undefined : e.head !== undefined)
+      e.reserved ? false : which === "any" ? true : which === "channel" ? e.kind === "ws" : e.kind === "http" && (which === "waiting" ? e.head === undefined : e.head !== undefined)
     )
     return all.length === 0 ? undefined : all[Math.floor(u * all.length)]
   }
@@ -401,6 +407,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
       return n
     },
     byNonce: (nonce) => nonces.get(nonce),
+    reserve: (nonce) => void reserved.add(nonce),
     forget: (list) => {
       for (const nonce of list) nonces.delete(nonce)
     },
@@ -427,5 +434,6 @@ const entryStub: StreamEntry = {
   credit: 0,
   planned: Buffer.alloc(0),
   offset: 0,
-  finishing: false
+  finishing: false,
+  reserved: false
 }

@@ -255,4 +255,4 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
 const describe = (e: ReturnType<RunState["evil2"]["books"]["byNonce"]>) =>
   e === undefined
     ? "never opened"
-    : `stream ${e.id} ${e.method}, head ${e.head ? `${e.head.status}${e.head.length === undefined ? "" : ` length ${e.head.length}`}` : "none"}, ${e.sent} B sent, ${e.over ?? "not over"}${e.taints.length ? `, taints: ${e.taints.slice(0, 3).join("; ")}` : ""}`
+    : `stream ${e.id} ${e.method}, head ${e.head ? `${e.head.status}${e.head.length === undefined ? "" : ` length ${e.head.length}`}` : "none"}, ${e.sent} B sent, ${e.over ?? "not over"}${e.relayReset === undefined ? "" : `, reset by the relay (${e.relayReset})`}${e.taints.length ? `, taints: ${e.taints.slice(0, 3).join("; ")}` : ""}`

@@ -60,6 +60,8 @@ export interface StreamEntry {
   finishing: boolean
   /** Kept for one input (a found one): other inputs do not pick it. */
   reserved: boolean
+  /** Why the relay reset the stream, if it did (also after the host was done with it). */
+  relayReset: string | undefined
 }
 
 export type Pick = "waiting" | "responding" | "channel" | "gone" | "any"
@@ -119,6 +121,8 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   const nonces = new Map<string, StreamEntry>()
   const gone: Array<number> = []
   const reserved = new Set<string>()
+  /** The last streams by id, over or not: what the relay says of them later. */
+  const recent = new Map<number, StreamEntry>()
   const counts: BookCounts = { mustCount: 0, stale: 0, frames: 0, texts: 0 }
 
   const over = (e: StreamEntry, why: string) => {
@@ -154,8 +158,11 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
       planned: Buffer.alloc(0),
       offset: 0,
       finishing: false,
-      reserved: reserved.delete(nonce)
+      reserved: reserved.delete(nonce),
+      relayReset: undefined
     }
+    recent.set(id, e)
+    if (recent.size > 2000) recent.delete(recent.keys().next().value!)
     const before = live.get(id)
     if (before !== undefined) over(before, "id reused")
     live.set(id, e)
@@ -330,6 +337,8 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
         return
       case "ws:close":
       case "reset": {
+        const known = recent.get(m.stream)
+        if (m._tag === "reset" && known !== undefined) known.relayReset ??= m.reason ?? "no reason"
         const e = live.get(m.stream)
         if (e !== undefined) over(e, `${m._tag} from the relay${m._tag === "reset" && m.reason ? ` (${m.reason})` : ""}`)
         return
@@ -435,5 +444,6 @@ const entryStub: StreamEntry = {
   planned: Buffer.alloc(0),
   offset: 0,
   finishing: false,
-  reserved: false
+  reserved: false,
+  relayReset: undefined
 }

@@ -13,7 +13,7 @@ import { fakeHost, okResponse } from "../FakeHost.js"
 import { messageOf, type RelayProcess } from "../RelayProcess.js"
 import { testSecret } from "../Tokens.js"
 import { anomaly, type FuzzKind, fuzzKinds, planBatch, runBatch, type RunState } from "./FuzzBatch.js"
-import { checkRelay, errorLevels, goodBody, limitHits, outputTail } from "./FuzzChecks.js"
+import { checkRelay, goodBody, isFailureLine, limitHits, outputTail } from "./FuzzChecks.js"
 import { echoHost, evilHost } from "./FuzzHosts.js"
 import { evilV2Host, goodV2Host } from "./StreamHosts.js"
 import { rssMB, startQuietRelay } from "./FuzzRelay.js"
@@ -152,7 +152,7 @@ const drain = (relay: RelayProcess, failures: Array<string>, logsSeen: number) =
     const exited = await Promise.race([relay.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 20_000)))])
     clearTimeout(timer)
     for (const line of relay.logs.slice(logsSeen)) {
-      if (errorLevels.has(String(line.logLevel).toUpperCase())) failures.push(`drain: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
+      if (isFailureLine(line)) failures.push(`drain: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
     }
     if (exited === undefined) {
       failures.push("the relay did not exit within 20 s of SIGINT")

@@ -38,8 +38,10 @@ export const streamRequest = (
     readonly body: Buffer
     readonly chunked?: boolean
     readonly keepAlive?: boolean
-    /** The client goes away after this long (its answer is then `aborted`). */
+    /** The client goes away after this long (its answer is then `wentAway`). */
     readonly abortAfterMs?: number | undefined
+    /** The client reads nothing for this long once the head came. */
+    readonly pauseMs?: number | undefined
     readonly timeoutMs: number
   }
 ) =>
@@ -61,9 +63,15 @@ export const streamRequest = (
       const stream = res.headers["x-fuzz-stream"]
       const answer = (error: string | undefined) => ({ status: res.statusCode ?? 0, stream: typeof stream === "string" ? stream : undefined, complete: res.complete && error === undefined, error })
       res.on("data", (c: Buffer) => {
+        // (A paused client's bytes may come after it gave up.)
+        if (done) return
         bytes += c.length
         hash.update(c)
       })
+      if (options.pauseMs !== undefined) {
+        res.pause()
+        setTimeout(() => res.resume(), options.pauseMs)
+      }
       res.on("error", (e) => finish(answer(e.message)))
       res.on("close", () => finish(answer(res.complete ? undefined : "cut")))
     })
@@ -105,6 +113,7 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
         body: input.body,
         keepAlive: input.keepAlive,
         abortAfterMs: input.abortAfterMs,
+        pauseMs: input.pauseMs,
         timeoutMs
       })
       traffic.evil.push({ nonce, where, answer })

@@ -21,7 +21,7 @@ const { FrameKind } = StreamFrames
 
 export type StreamInput =
   /** A client request to the evil host (`/hosts/fuzz:evil2/r/<nonce>`), held to its stream's book at the end of the batch. */
-  | { readonly _tag: "Request"; readonly note: string; readonly method: string; readonly body: Buffer; readonly keepAlive: boolean; readonly abortAfterMs: number | undefined }
+  | { readonly _tag: "Request"; readonly note: string; readonly method: string; readonly body: Buffer; readonly keepAlive: boolean; readonly abortAfterMs: number | undefined; readonly pauseMs: number | undefined }
   /** A client request to the well-behaved host: a GET of `size` bytes or a POST echoed; it must succeed whole. */
   | { readonly _tag: "Good"; readonly note: string; readonly method: "GET" | "POST"; readonly size: number; readonly chunked: boolean; readonly body: Buffer }
   /**
@@ -398,8 +398,12 @@ export const streamInput = (r: Prng): StreamInput => {
       const keepAlive = r.chance(0.5)
       // Some clients go away in the middle: their streams are reset while the host still sends.
       const abortAfterMs = r.chance(0.15) ? r.int(0, 300) : undefined
-      const how = [keepAlive ? "kept alive" : "", abortAfterMs === undefined ? "" : `gone after ${abortAfterMs} ms`].filter((w) => w !== "").join(", ")
-      return { _tag: "Request", note: `client ${method} through the evil host (${body.length} B body${how === "" ? "" : `, ${how}`})`, method, body, keepAlive, abortAfterMs }
+      // Some read nothing for a while once the head came: the relay stops granting the host credit.
+      const pauseMs = r.chance(0.15) ? r.int(200, 1000) : undefined
+      const how = [keepAlive ? "kept alive" : "", abortAfterMs === undefined ? "" : `gone after ${abortAfterMs} ms`, pauseMs === undefined ? "" : `reading after ${pauseMs} ms`]
+        .filter((w) => w !== "")
+        .join(", ")
+      return { _tag: "Request", note: `client ${method} through the evil host (${body.length} B body${how === "" ? "" : `, ${how}`})`, method, body, keepAlive, abortAfterMs, pauseMs }
     }
     case "good": {
       const method = r.chance(0.5) ? "GET" : "POST"

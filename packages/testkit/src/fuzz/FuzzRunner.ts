@@ -88,6 +88,8 @@ export interface FuzzReport {
     /** Frames the relay had to count as bad (a lower bound for `limitHits.bad_frame`). */
     readonly mustCount: number
     readonly staleFrames: number
+    /** Frames the evil host did not send: whether the relay takes them depends on credit it cannot know of. */
+    readonly withheldFrames: number
     readonly goodRequests: number
     /** Lines the relay logged about the evil host's tunnel, and how many its rate limit allows over the run. */
     readonly evilLogLines: number
@@ -294,6 +296,7 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
         texts: bookCounts.texts,
         mustCount: bookCounts.mustCount,
         staleFrames: bookCounts.stale,
+        withheldFrames: bookCounts.withheld,
         goodRequests: good2.counts().requests,
         evilLogLines,
         evilLogLinesAllowed

@@ -71,6 +71,8 @@ export interface BookCounts {
   mustCount: number
   /** Frames for streams the relay no longer has (or never had). */
   stale: number
+  /** Frames not sent because whether the relay takes them depends on tunnel credit this host cannot know of. */
+  withheld: number
   frames: number
   texts: number
 }
@@ -123,7 +125,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   const reserved = new Set<string>()
   /** The last streams by id, over or not: what the relay says of them later. */
   const recent = new Map<number, StreamEntry>()
-  const counts: BookCounts = { mustCount: 0, stale: 0, frames: 0, texts: 0 }
+  const counts: BookCounts = { mustCount: 0, stale: 0, withheld: 0, frames: 0, texts: 0 }
 
   const over = (e: StreamEntry, why: string) => {
     if (e.over !== undefined) return
@@ -172,11 +174,24 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
 
   // ---- what the host sends, booked as the relay will read it ----------------------------------
 
+  /**
+   * Whether the relay's answer to these bytes depends on tunnel credit on its way here: the relay
+   * may take them or not, and either way these books' tunnel credit would drift from the relay's,
+   * and honest streams be reset later for it. Such frames are not sent: bytes beyond a tunnel's
+   * credit are sent as bytes over its whole window (which the relay refuses whatever it granted).
+   */
+  const uncertain = (frame: StreamFrames.StreamFrame) => {
+    if (frame.kind === FrameKind.Data) return frame.payload.length > tunnelCredit && frame.payload.length <= windows.tunnel
+    if (frame.kind === FrameKind.WsText || frame.kind === FrameKind.WsBinary) return tunnelCredit <= 0
+    return false
+  }
+
   const bookData = (kind: StreamFrames.FrameKind, stream: number, payload: Buffer) => {
     const message = kind !== FrameKind.Data
     const n = payload.length
     const cost = message ? Math.max(n, 1) : n
-    // The relay's tunnel credit is at least what this host knows of (grants may be on their way).
+    // The relay's tunnel credit is at least what this host knows of (grants may be on their way);
+    // bytes it may or may not take were not sent (`uncertain`).
     const withinTunnel = message ? tunnelCredit > 0 : n <= tunnelCredit
     const overTunnelWindow = !message && n > windows.tunnel
     if (withinTunnel) tunnelCredit -= cost
@@ -232,8 +247,12 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   }
 
   const sendFrame = (bytes: Buffer) => {
-    counts.frames++
     const frame = StreamFrames.decode(bytes)
+    if (typeof frame !== "string" && uncertain(frame)) {
+      counts.withheld++
+      return
+    }
+    counts.frames++
     if (typeof frame === "string") counts.mustCount++
     else if (frame.kind === FrameKind.End) bookEnd(frame.stream)
     else if (frame.kind !== FrameKind.Window) bookData(frame.kind, frame.stream, Buffer.from(frame.payload))

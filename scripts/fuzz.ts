@@ -1,8 +1,9 @@
 /**
- * `npm run fuzz -- --seconds N [--seed S]`: hostile input against a relay process, seeded.
+ * `npm run fuzz -- --seconds N [--seed S] [--kinds K,...]`: hostile input against a relay process, seeded.
  *
- * Starts `effect-relay serve` (LOG_LEVEL=warn, short request/body/send timeouts), three hosts of
- * org `fuzz`, then batches of inputs from four generators (see packages/testkit/src/fuzz/):
+ * Starts `effect-relay serve` (LOG_LEVEL=warn, short request/body/send/hold timeouts, small
+ * version 2 windows), five hosts of org `fuzz`, then batches of inputs from five generators (see
+ * packages/testkit/src/fuzz/):
  *   tunnel    frames from an authenticated host: mutated messages, non-messages, binary, invalid
  *             UTF-8, interleaved with client requests through it and valid answers to them
  *   upgrade   raw upgrade requests on /tunnel and /hosts/...: bad hostIds, hostile tokens, broken
@@ -11,9 +12,16 @@
  *             bad chunks, folding, bodies that stop, pipelining, half-closes
  *   clientWs  hand-written WebSocket frames through a channel: fragments, bad close codes, reserved
  *             bits, unmasked frames, lengths that lie
+ *   stream    protocol version 2: a host sends hostile binary frames (bad headers and kinds, unknown
+ *             ids, bytes after End or over a window, Window overflows, messages on body streams, End
+ *             twice, oversized frames) and control messages (bad heads, resets and closes for streams
+ *             not there, messages of the wrong version or direction) among honest answers, while
+ *             clients stream through it and through a well-behaved version 2 host
  * After each batch the relay must still run, answer a known-good request through a real tunnel
  * with the right body within 5 s, stay under its RSS bound (its size before the first batch plus
- * --headroom MB) and have logged no error; at the end SIGINT must drain it to exit 0.
+ * --headroom MB) and have logged no error or defect; version 2's clients get only what the evil
+ * host's books allow, and the good host's get everything; at the end bad_frame must count every
+ * rule broken and SIGINT must drain the relay to exit 0.
  * Prints a table, writes bench-results/fuzz-<timestamp>.json, exits 1 on any failure.
  * The same --seed replays the same inputs (the relay's timing is its own).
  */

@@ -1,10 +1,15 @@
 /**
- * A fuzz run: a relay process, three hosts of org `fuzz` (`fuzz:good` answering the known-good
- * request, `fuzz:h` answering and echoing, `fuzz:evil` sending hostile frames), then batches of
- * seeded inputs from the four generators until the time is up. After each batch: the relay still
- * runs, answers the known-good request with the right body in time, its RSS stays under the bound,
- * it logged no error, and every client request through the evil host got an answer that was its
- * own. At the end, SIGINT: the relay must drain and exit 0.
+ * A fuzz run: a relay process, three version 1 hosts of org `fuzz` (`fuzz:good` answering the
+ * known-good request, `fuzz:h` answering and echoing, `fuzz:evil` sending hostile frames) and two
+ * version 2 hosts (`fuzz:good2` well-behaved, `fuzz:evil2` sending hostile binary frames and
+ * control messages, `StreamHosts.ts`), then batches of seeded inputs from the generators asked for
+ * until the time is up. After each batch: the relay still runs, answers the known-good request
+ * with the right body in time, its RSS stays under the bound, it logged no error and no defect,
+ * every client request through the version 1 evil host got an answer that was its own, every
+ * client of the version 2 hosts got what their books allow (`StreamBatch.ts`), and neither
+ * version 2 tunnel was closed. At the end: `bad_frame` counts at least every rule the version 2
+ * evil host broke, the relay's lines about that host stayed within their rate limit, and on
+ * SIGINT the relay must drain and exit 0.
  *
  * The same seed replays every batch's inputs (what the relay answers, and when, is its own).
  */

@@ -10,7 +10,7 @@ import { createHash } from "node:crypto"
 import * as http from "node:http"
 import WebSocket from "ws"
 import { anomaly, type RunState } from "./FuzzBatch.js"
-import { bodyOf } from "./StreamBooks.js"
+import { bodyOf, messageDigest } from "./StreamBooks.js"
 import { type GoodV2Host, startGoodV2Host } from "./StreamHosts.js"
 import type { StreamInput } from "./StreamInputs.js"
 
@@ -95,7 +95,7 @@ const sha256 = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex
 export interface StreamTraffic {
   readonly evil: Array<{ readonly nonce: string; readonly where: string; readonly answer: Promise<StreamAnswer> }>
   readonly good: Array<{ readonly where: string; readonly size: number; readonly digest: string; readonly answer: Promise<StreamAnswer> }>
-  readonly sockets: Array<WebSocket>
+  readonly sockets: Array<{ readonly ws: WebSocket; readonly nonce: string; readonly where: string; readonly got: Array<string> }>
   /** The hosts of `Hello` inputs: stopped at the end of the batch. */
   readonly hosts: Array<GoodV2Host>
 }
@@ -149,10 +149,12 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
       return "hello: host registered"
     }
     case "Channel": {
-      const ws = new WebSocket(`${state.relay.ws}/hosts/fuzz:evil2/ws/${encodeURIComponent(where)}`, { headers: { authorization: `Bearer ${state.tokens.valid}` }, perMessageDeflate: false })
+      const nonce = where.replace(/[^a-z0-9]/gi, "-")
+      const ws = new WebSocket(`${state.relay.ws}/hosts/fuzz:evil2/ws/${nonce}`, { headers: { authorization: `Bearer ${state.tokens.valid}` }, perMessageDeflate: false })
+      const got: Array<string> = []
       ws.on("error", () => {})
-      ws.on("message", () => {})
-      traffic.sockets.push(ws)
+      ws.on("message", (data, isBinary) => got.push(messageDigest(Buffer.isBuffer(data) ? data : Buffer.concat(data as Array<Buffer>), !isBinary)))
+      traffic.sockets.push({ ws, nonce, where, got })
       return await new Promise<string>((resolve) => {
         const timer = setTimeout(() => resolve("channel: no answer"), 2000)
         ws.once("open", () => (clearTimeout(timer), resolve("channel open")))
@@ -258,7 +260,18 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
   }
   books.forget(traffic.evil.map((r) => r.nonce))
   for (const host of traffic.hosts) host.stop()
-  for (const ws of traffic.sockets) ws.terminate()
+  // A channel's client gets the messages the host sent on that channel, in order (the last may still be on their way).
+  for (const { ws, nonce, where, got } of traffic.sockets) {
+    ws.terminate()
+    const e = books.byNonce(nonce)
+    if (e === undefined) continue
+    tally(`channel: ${got.length === 0 ? "no" : "some"} messages`)
+    const sent = e.messages
+    if (sent.length < 500 && (got.length > sent.length || got.some((m, i) => m !== sent[i]))) {
+      failures.push(`${where}: a channel's client got messages other than those its host sent on it, in order (${got.length} got, ${sent.length} sent)`)
+    }
+  }
+  books.forget(traffic.sockets.map((s) => s.nonce))
 }
 
 const describe = (e: ReturnType<RunState["evil2"]["books"]["byNonce"]>) =>

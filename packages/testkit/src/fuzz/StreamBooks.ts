@@ -62,6 +62,8 @@ export interface StreamEntry {
   reserved: boolean
   /** Why the relay reset the stream, if it did (also after the host was done with it). */
   relayReset: string | undefined
+  /** A WebSocket stream: the messages sent on it, in order (`t:`/`b:` and the sha256 of what its client should get). */
+  readonly messages: Array<string>
 }
 
 export type Pick = "waiting" | "responding" | "channel" | "gone" | "any"
@@ -115,6 +117,11 @@ export const bodyOf = (label: string, size: number): Buffer => {
 }
 
 const nonceOf = (path: string) => /\/r\/([^/?]+)/.exec(path)?.[1] ?? ""
+const channelNonceOf = (path: string) => /\/ws\/([^/?]+)/.exec(path)?.[1] ?? ""
+
+/** What a channel's client should get for a message: a text message as the relay decodes it (invalid UTF-8 replaced). */
+export const messageDigest = (payload: Buffer, text: boolean) =>
+  `${text ? "t" : "b"}:${createHash("sha256").update(text ? Buffer.from(payload.toString()) : payload).digest("hex")}`
 
 export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   let windows: Windows = { stream: 256 * 1024, tunnel: 4 * 1024 * 1024 }
@@ -161,14 +168,15 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
       offset: 0,
       finishing: false,
       reserved: reserved.delete(nonce),
-      relayReset: undefined
+      relayReset: undefined,
+      messages: []
     }
     recent.set(id, e)
     if (recent.size > 2000) recent.delete(recent.keys().next().value!)
     const before = live.get(id)
     if (before !== undefined) over(before, "id reused")
     live.set(id, e)
-    if (kind === "http" && nonce !== "") nonces.set(nonce, e)
+    if (nonce !== "") nonces.set(nonce, e)
     return e
   }
 
@@ -204,6 +212,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
     if (e.kind === "ws") {
       if (message && cost <= e.credit) e.credit -= cost
       else if (message) e.taints.push("message beyond the credit known")
+      if (message && e.messages.length < 500) e.messages.push(messageDigest(payload, kind === FrameKind.WsText))
       return
     }
     if (message) {
@@ -352,7 +361,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
         entry(m.stream, "http", nonceOf(m.path), m.method, m.end)
         return
       case "ws:open":
-        entry(m.stream, "ws", "", "GET", false)
+        entry(m.stream, "ws", channelNonceOf(m.path), "GET", false)
         return
       case "ws:close":
       case "reset": {
@@ -464,5 +473,6 @@ const entryStub: StreamEntry = {
   offset: 0,
   finishing: false,
   reserved: false,
-  relayReset: undefined
+  relayReset: undefined,
+  messages: []
 }

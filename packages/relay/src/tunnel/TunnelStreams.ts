@@ -184,7 +184,32 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
       if (x.requestDone) x.port.close()
       // Answered before the whole body was sent (a target that refused it early): the rest is not wanted.
       else x.port.reset("answered")
+      // The client has not taken all of it yet: the send timeout still holds for what is left.
+      if (x.pendingDone.length > 0) untilFlushed(x.res)
       settle(id, x)
+    }
+
+    /**
+     * A response that is ended but not yet taken by its client: `drain` no longer comes once it is
+     * ended, so the socket's queue is looked at every send timeout, and a client that took none
+     * of it meanwhile is cut (as before the end). Without this, a client that stops reading would
+     * hold what the relay has of its response for as long as it keeps the connection.
+     */
+    const untilFlushed = (res: http.ServerResponse) => {
+      let left = res.socket?.writableLength ?? 0
+      const timer = setInterval(() => {
+        const now = res.socket?.writableLength ?? 0
+        if (now === 0 || res.destroyed) return clearInterval(timer)
+        if (now < left) {
+          left = now
+          return
+        }
+        clearInterval(timer)
+        RelayMetrics.limitHit("send_timeout")
+        res.destroy()
+      }, config.sendTimeoutMs)
+      res.once("finish", () => clearInterval(timer))
+      res.once("close", () => clearInterval(timer))
     }
 
     const onHead = (message: StreamResponse) => {

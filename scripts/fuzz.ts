@@ -70,7 +70,7 @@ const printReport = (report: FuzzReport) => {
     failures: report.failures.length
   }]))
   console.log(`\nevil host: ${report.evilTunnel.connects} connections, closed by the relay ${JSON.stringify(report.evilTunnel.closes)}; fuzz:h closed ${JSON.stringify(report.echoTunnelCloses)}`)
-  console.log(`version 2: evil host sent ${report.v2.frames} binary frames and ${report.v2.texts} control messages, ${report.v2.mustCount} of them breaking a rule, ${report.v2.staleFrames} for streams not there (${report.v2.withheldFrames} withheld: the relay's credit unknown); good host answered ${report.v2.goodRequests}; tunnels closed: evil2 ${JSON.stringify(report.v2.evilCloses)}, good2 ${JSON.stringify(report.v2.goodCloses)}`)
+  console.log(`version 2: evil host sent ${report.v2.frames} binary frames and ${report.v2.texts} control messages, ${report.v2.mustCount} of them breaking a rule, ${report.v2.staleFrames} for streams not there (${report.v2.withheldFrames} withheld: the relay's credit unknown); good host answered ${report.v2.goodRequests} (rules the relay broke toward it: ${report.v2.goodProblems}); tunnels closed: evil2 ${JSON.stringify(report.v2.evilCloses)}, good2 ${JSON.stringify(report.v2.goodCloses)}`)
   console.log(`relay log: ${report.logBytes} bytes (${(report.logBytes / (report.durationMs / 1000)).toFixed(0)} B/s); ${report.v2.evilLogLines} lines about the evil version 2 host (its rate limit allows ${report.v2.evilLogLinesAllowed})`)
   console.log(`limit hits: ${JSON.stringify(report.limitHits)}`)
   console.log(`warnings: ${JSON.stringify(report.warnings)}`)

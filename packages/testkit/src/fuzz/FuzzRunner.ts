@@ -96,6 +96,8 @@ export interface FuzzReport {
     /** Frames the evil host did not send: whether the relay takes them depends on credit it cannot know of. */
     readonly withheldFrames: number
     readonly goodRequests: number
+    /** Rules of version 2 the relay broke toward the well-behaved host, as its own StreamMux saw them: none expected. */
+    readonly goodProblems: number
     /** Lines the relay logged about the evil host's tunnel, and how many its rate limit allows over the run. */
     readonly evilLogLines: number
     readonly evilLogLinesAllowed: number
@@ -267,6 +269,8 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     const echoCloses = Object.fromEntries(echo.closes)
     const lastMB = rssMB(relay.pid)
     const bookCounts = { ...evil2.books.counts }
+    const goodProblems = good2.counts().problems
+    if (goodProblems > 0) state.failures.push(`the relay broke version 2's rules ${goodProblems} times toward the well-behaved host (as its StreamMux saw them)`)
     if ((hits.bad_frame ?? 0) < bookCounts.mustCount) {
       state.failures.push(`the relay counted ${hits.bad_frame ?? 0} bad frames, fewer than the ${bookCounts.mustCount} the version 2 evil host sent that break a rule`)
     }
@@ -303,6 +307,7 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
         staleFrames: bookCounts.stale,
         withheldFrames: bookCounts.withheld,
         goodRequests: good2.counts().requests,
+        goodProblems,
         evilLogLines,
         evilLogLinesAllowed
       },

@@ -4,7 +4,10 @@
  * - a client of the evil host that got a complete answer from the host got exactly the bytes the
  *   host sent on its stream before End, on a stream where no rule was broken; a broken stream's
  *   client gets a failure (a 502 or a cut connection), never a short body passed off as complete;
- * - and it gets it promptly: its answer ends within a few seconds of the stream being over.
+ * - and it gets it promptly: its answer ends within a few seconds of the stream being over;
+ * - a client WebSocket through the evil host gets the messages sent on its channel, in order;
+ * - a host of a `Hello` input (hostile windows announced) answers its client whole, and the relay
+ *   breaks no rule toward it.
  */
 import { createHash } from "node:crypto"
 import * as http from "node:http"
@@ -259,7 +262,11 @@ export const settleStreams = async (state: RunState, traffic: StreamTraffic, tal
     }
   }
   books.forget(traffic.evil.map((r) => r.nonce))
-  for (const host of traffic.hosts) host.stop()
+  for (const host of traffic.hosts) {
+    host.stop()
+    const { problems } = host.counts()
+    if (problems > 0) failures.push(`the relay broke version 2's rules ${problems} times toward a well-behaved host that announced hostile windows`)
+  }
   // A channel's client gets the messages the host sent on that channel, in order (the last may still be on their way).
   for (const { ws, nonce, where, got } of traffic.sockets) {
     ws.terminate()

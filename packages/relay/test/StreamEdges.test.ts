@@ -140,6 +140,124 @@ describe("version 2 streams from a host that breaks the rules", () => {
       expect((yield* fetchRaw(`${relay.http}/hosts/${hostId}/reset`, t)).status).toBe(502)
     }))
 
+  it.scoped("a head that declares a length and ends the body at once: 502, counted; a kept-alive client is not left waiting for the bytes (found by the fuzz)", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* rawHost(relay.ws, t, (m, ws) => {
+        ws.send(HostToRelayV2Codec.encode({ _tag: "http:response", stream: m.stream, status: 200, headers: {}, length: 5, end: true }))
+      })
+      const before = yield* badFrames(relay.http)
+      const agent = new http.Agent({ keepAlive: true })
+      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+      const started = Date.now()
+      const got = yield* Effect.promise(() =>
+        new Promise<{ status: number; body: string; complete: boolean }>((resolve) => {
+          http.get(`${relay.http}/hosts/${hostId}/declared`, { agent, headers: { authorization: `Bearer ${t}` } }, (res) => {
+            let body = ""
+            res.on("data", (c: Buffer) => (body += c.toString()))
+            res.on("error", () => {})
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }))
+            res.on("close", () => resolve({ status: res.statusCode ?? 0, body, complete: res.complete }))
+          }).on("error", () => resolve({ status: 0, body: "", complete: false }))
+        })
+      )
+      expect(got.status).toBe(502)
+      expect(got.complete).toBe(true)
+      expect(Date.now() - started).toBeLessThan(2000)
+      expect((yield* badFrames(relay.http)) - before).toBeGreaterThanOrEqual(1)
+    }))
+
+  it.scoped("a body before its head, End before the head, fewer bytes than declared, a second head: each fails its stream and is counted (found by the fuzz)", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay()
+      const t = yield* token({ org: "acme" })
+      yield* rawHost(relay.ws, t, (m, ws) => {
+        switch (m.path) {
+          case "/body-first":
+            return ws.send(data(m.stream, "early"))
+          case "/end-first":
+            return ws.send(StreamFrames.end(m.stream))
+          case "/short":
+            ws.send(head(m.stream, 10))
+            ws.send(data(m.stream, "abc"))
+            return ws.send(StreamFrames.end(m.stream))
+          case "/two-heads":
+            ws.send(head(m.stream))
+            ws.send(data(m.stream, "abc"))
+            return ws.send(head(m.stream))
+          default:
+            ws.send(head(m.stream, 4))
+            ws.send(data(m.stream, "fine"))
+            ws.send(StreamFrames.end(m.stream))
+        }
+      })
+      for (const [path, status] of [["/body-first", 502], ["/end-first", 502], ["/short", 200], ["/two-heads", 200]] as const) {
+        const before = yield* badFrames(relay.http)
+        const got = yield* fetchRaw(`${relay.http}/hosts/${hostId}${path}`, t)
+        expect(got.status, path).toBe(status)
+        if (status === 200) expect(got.complete, path).toBe(false)
+        expect((yield* badFrames(relay.http)) - before, path).toBe(1)
+      }
+      expect(yield* fetchRaw(`${relay.http}/hosts/${hostId}/next`, t)).toEqual({ status: 200, body: "fine", complete: true })
+    }))
+
+  it.scopedLive("a client that takes nothing of its response is cut after the send timeout, also once the host has ended the body", () =>
+    Effect.gen(function*() {
+      const relay = yield* startRelay({ sendTimeoutMs: 1000 })
+      const t = yield* token({ org: "acme" })
+      // The host sends until the relay stops granting (the client's socket and the sockets between
+      // are full, and the relay holds what the client has not taken), then ends the body at once.
+      let ended = false
+      yield* rawHost(relay.ws, t, (m, ws) => {
+        let credit = 65536
+        let tunnelCredit = 1048576
+        let stall: ReturnType<typeof setTimeout> | undefined
+        const piece = Buffer.alloc(16 * 1024, 0x61)
+        const pump = () => {
+          while (!ended && credit >= piece.length && tunnelCredit >= piece.length) {
+            ws.send(data(m.stream, piece))
+            credit -= piece.length
+            tunnelCredit -= piece.length
+          }
+          clearTimeout(stall)
+          stall = setTimeout(() => {
+            ended = true
+            ws.send(StreamFrames.end(m.stream))
+          }, 200)
+        }
+        ws.on("message", (frame, isBinary) => {
+          if (!isBinary || ended) return
+          const f = StreamFrames.decode(frame as Buffer)
+          if (typeof f === "string" || f.kind !== StreamFrames.FrameKind.Window) return
+          if (f.stream === 0) tunnelCredit += StreamFrames.windowBytes(f)
+          else if (f.stream === m.stream) credit += StreamFrames.windowBytes(f)
+          pump()
+        })
+        ws.send(head(m.stream))
+        pump()
+      })
+      const got = yield* Effect.promise(() =>
+        new Promise<{ bytes: number; complete: boolean }>((resolve) => {
+          http.get(`${relay.http}/hosts/${hostId}/big`, { headers: { authorization: `Bearer ${t}` } }, (res) => {
+            let bytes = 0
+            // Takes the head, then nothing until well after the send timeout has passed since the End.
+            res.pause()
+            res.on("data", (c: Buffer) => (bytes += c.length))
+            res.on("error", () => {})
+            res.on("close", () => resolve({ bytes, complete: res.complete }))
+            const waitForEnd = setInterval(() => {
+              if (!ended) return
+              clearInterval(waitForEnd)
+              setTimeout(() => res.resume(), 2500)
+            }, 20)
+          }).on("error", () => resolve({ bytes: 0, complete: false }))
+        })
+      )
+      expect(ended).toBe(true)
+      expect(got.complete).toBe(false)
+    }), 30_000)
+
   it.scopedLive("a client that goes away mid-stream resets its stream at the host (noticed at the next bytes written to it)", () =>
     Effect.gen(function*() {
       const relay = yield* startRelay()

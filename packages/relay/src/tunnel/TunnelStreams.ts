@@ -138,6 +138,15 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
       }
     })
 
+    /**
+     * The host broke a rule of a stream (the caller fails that stream, never the tunnel): counted
+     * with the other bad frames and logged, a few lines per interval.
+     */
+    const brokeRule = (problem: string, stream: number) => {
+      RelayMetrics.limitHit("bad_frame")
+      ctx.run(ctx.logLimited("tunnel.stream_problem", { problem, stream }))
+    }
+
     // ---- HTTP ------------------------------------------------------------------------------------
 
     /** The exchange is over (both ways, or cut): it leaves the table. */
@@ -175,19 +184,48 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
       if (x.requestDone) x.port.close()
       // Answered before the whole body was sent (a target that refused it early): the rest is not wanted.
       else x.port.reset("answered")
+      // The client has not taken all of it yet: the send timeout still holds for what is left.
+      if (x.pendingDone.length > 0) untilFlushed(x.res)
       settle(id, x)
+    }
+
+    /**
+     * A response that is ended but not yet taken by its client: `drain` no longer comes once it is
+     * ended, so the socket's queue is looked at every send timeout, and a client that took none
+     * of it meanwhile is cut (as before the end). Without this, a client that stops reading would
+     * hold what the relay has of its response for as long as it keeps the connection.
+     */
+    const untilFlushed = (res: http.ServerResponse) => {
+      let left = res.socket?.writableLength ?? 0
+      const timer = setInterval(() => {
+        const now = res.socket?.writableLength ?? 0
+        if (now === 0 || res.destroyed) return clearInterval(timer)
+        if (now < left) {
+          left = now
+          return
+        }
+        clearInterval(timer)
+        RelayMetrics.limitHit("send_timeout")
+        res.destroy()
+      }, config.sendTimeoutMs)
+      res.once("finish", () => clearInterval(timer))
+      res.once("close", () => clearInterval(timer))
     }
 
     const onHead = (message: StreamResponse) => {
       const x = exchanges.get(message.stream)
       if (x === undefined) return
       if (x.resume === undefined) {
-        ctx.run(ctx.logLimited("tunnel.stream_problem", { problem: "second response head", stream: message.stream }))
+        brokeRule("second response head", message.stream)
         return cut(message.stream, x, "second head")
       }
+      const bodiless = x.res.req.method === "HEAD" || message.status === 204 || message.status === 304
       const problem = headProblem(message.headers, config.maxResponseHeaderBytes)
         ?? (message.status < 200 ? `status ${message.status} is not an answer` : undefined)
         ?? (message.length !== undefined && message.length > maxStreamed ? `body over ${maxStreamed} bytes` : undefined)
+        // Written as is, the client would be told of a body that never comes (and, kept alive,
+        // wait for it, or read the next answer on its connection as its rest).
+        ?? (message.end && !bodiless && message.length !== undefined && message.length > 0 ? `no body after declaring ${message.length} bytes` : undefined)
       if (problem !== undefined) {
         RelayMetrics.limitHit(problem.startsWith("head") ? "response_head" : problem.startsWith("body") ? "body_too_large" : "bad_frame")
         return failWaiting(message.stream, x, new BadResponseFromHost({ hostId, reason: problem }), "bad response")
@@ -196,7 +234,6 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
       x.resume = undefined
       x.cancelTimeout()
       x.length = message.length
-      const bodiless = x.res.req.method === "HEAD" || message.status === 204 || message.status === 304
       try {
         x.res.writeHead(message.status, {
           ...responseHeadersForClient(message.headers),
@@ -246,7 +283,7 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
         const ex = x()
         if (exchanges.get(id) !== ex) return done()
         if (ex.resume !== undefined) {
-          ctx.run(ctx.logLimited("tunnel.stream_problem", { problem: "body before head", stream: id }))
+          brokeRule("body before head", id)
           return failWaiting(id, ex, new BadResponseFromHost({ hostId, reason: "body before head" }), "body before head")
         }
         writeToClient(id, ex, chunk, done)
@@ -254,8 +291,14 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
       onEnd: () => {
         const ex = x()
         if (exchanges.get(id) !== ex || ex.responseDone) return
-        if (ex.resume !== undefined) return failWaiting(id, ex, new BadResponseFromHost({ hostId, reason: "end before head" }), "end before head")
-        if (ex.length !== undefined && ex.written < ex.length) return cut(id, ex, "short body")
+        if (ex.resume !== undefined) {
+          brokeRule("end before head", id)
+          return failWaiting(id, ex, new BadResponseFromHost({ hostId, reason: "end before head" }), "end before head")
+        }
+        if (ex.length !== undefined && ex.written < ex.length) {
+          brokeRule("fewer bytes than the declared length", id)
+          return cut(id, ex, "short body")
+        }
         ex.res.end()
         finishResponse(id, ex)
       },
@@ -448,7 +491,7 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
           },
           onData: (_chunk, done) => {
             done()
-            ctx.run(ctx.logLimited("tunnel.stream_problem", { problem: "body bytes on a WebSocket", stream: id }))
+            brokeRule("body bytes on a WebSocket", id)
           },
           onEnd: () => {},
           onReset: () => {

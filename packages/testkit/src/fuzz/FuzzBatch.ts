@@ -15,25 +15,43 @@ import { httpInput } from "./HttpRequests.js"
 import { type GenOptions, genOptions } from "./KnownBugs.js"
 import type { Prng } from "./Prng.js"
 import { exchange, outcomeLabel } from "./RawTcp.js"
+import { runStreamInput, settleStreams, streamTraffic } from "./StreamBatch.js"
+import type { EvilV2Host } from "./StreamHosts.js"
+import { foundStreamInputs, type StreamInput, streamInput } from "./StreamInputs.js"
 import { type TunnelInput, tunnelInput } from "./TunnelFrames.js"
 import { type RawInput, upgradeInput } from "./Upgrades.js"
 
-export type FuzzKind = "tunnel" | "upgrade" | "http" | "clientWs"
-export const fuzzKinds: ReadonlyArray<FuzzKind> = ["tunnel", "upgrade", "http", "clientWs"]
+export type FuzzKind = "tunnel" | "upgrade" | "http" | "clientWs" | "stream"
+export const fuzzKinds: ReadonlyArray<FuzzKind> = ["tunnel", "upgrade", "http", "clientWs", "stream"]
+/** The kinds of protocol version 1's fuzz (the relay's tunnels, upgrades, HTTP and client WebSockets). */
+export const v1Kinds: ReadonlyArray<FuzzKind> = ["tunnel", "upgrade", "http", "clientWs"]
 
-const weights: ReadonlyArray<readonly [FuzzKind, number]> = [["tunnel", 45], ["upgrade", 20], ["http", 22], ["clientWs", 13]]
+const weights: ReadonlyArray<readonly [FuzzKind, number]> = [["tunnel", 45], ["upgrade", 20], ["http", 22], ["clientWs", 13], ["stream", 45]]
 
 export type Planned =
   | { readonly kind: "tunnel"; readonly input: TunnelInput }
+  | { readonly kind: "stream"; readonly input: StreamInput }
   | { readonly kind: "upgrade" | "http" | "clientWs"; readonly make: (tokens: FuzzTokens) => RawInput }
 
-/** Batch `batch`'s inputs, from the run's seed alone. */
-export const planBatch = (root: Prng, batch: number, size: number, gen: GenOptions = genOptions(false)): Array<Planned> => {
+/**
+ * Batch `batch`'s inputs, from the run's seed alone, of the kinds asked for (each as likely as its
+ * weight among them: leaving kinds out does not change how the others are picked).
+ */
+export const planBatch = (root: Prng, batch: number, size: number, gen: GenOptions = genOptions(false), kinds: ReadonlyArray<FuzzKind> = fuzzKinds): Array<Planned> => {
   const r = root.fork(batch)
+  const chosen = weights.filter(([kind]) => kinds.includes(kind))
+  // The inputs that found bugs open every run.
+  const found: Array<Planned> = batch === 0 && kinds.includes("stream") ? foundStreamInputs.map((input) => ({ kind: "stream", input })) : []
+  return [...found, ...planned(r, chosen, size, gen)].slice(0, Math.max(size, found.length))
+}
+
+const planned = (r: Prng, chosen: ReadonlyArray<readonly [FuzzKind, number]>, size: number, gen: GenOptions): Array<Planned> => {
   return Array.from({ length: size }, (_, i): Planned => {
     const ir = r.fork(i)
-    const kind = ir.weighted(weights)
+    const kind = ir.weighted(chosen)
     switch (kind) {
+      case "stream":
+        return { kind, input: streamInput(ir) }
       case "tunnel":
         return { kind, input: tunnelInput(ir, gen) }
       case "upgrade":
@@ -87,6 +105,7 @@ export interface RunState {
   readonly relay: RelayProcess
   readonly tokens: FuzzTokens
   readonly evil: EvilHost
+  readonly evil2: EvilV2Host
   readonly requestTimeoutMs: number
   readonly outcomes: Record<FuzzKind, Record<string, number>>
   readonly anomalies: Array<string>
@@ -177,6 +196,7 @@ const runRawInput = async (state: RunState, kind: FuzzKind, input: RawInput, whe
 /** One batch's inputs, then what the evil host's clients got. */
 export const runBatch = async (state: RunState, plans: ReadonlyArray<Planned>, batch: number, concurrency: number) => {
   const traffic: EvilTraffic = { requests: [], sockets: [] }
+  const streams = streamTraffic()
   const tasks = plans.map((planned, i) => async () => {
     const where = `b${batch}#${i}`
     // A relay that died is reported by the checks; what is left of the batch is not sent.
@@ -186,6 +206,9 @@ export const runBatch = async (state: RunState, plans: ReadonlyArray<Planned>, b
       if (planned.kind === "tunnel") {
         state.trace(`${where} tunnel ${planned.input.note}`)
         label = await runTunnelInput(state, planned.input, where, traffic)
+      } else if (planned.kind === "stream") {
+        state.trace(`${where} stream ${planned.input.note}`)
+        label = await runStreamInput(state, planned.input, where, streams)
       } else {
         const input = planned.make(state.tokens)
         state.trace(`${where} ${planned.kind} ${input.note}`)
@@ -199,8 +222,11 @@ export const runBatch = async (state: RunState, plans: ReadonlyArray<Planned>, b
     }
   })
   await pool(tasks, concurrency)
+  await Promise.all([settleTunnel(state, traffic), settleStreams(state, streams, (label) => tally(state, "stream", label))])
+}
 
-  // Every client request through the evil host ends: answered by it now, by a bad frame, or by the relay's timeout.
+/** Every client request through the evil host ends: answered by it now, by a bad frame, or by the relay's timeout. */
+const settleTunnel = async (state: RunState, traffic: EvilTraffic) => {
   const deadline = Date.now() + state.requestTimeoutMs + 5000
   let settled = false
   const all = Promise.all(traffic.requests.map((r) => r.answer)).then(() => (settled = true))

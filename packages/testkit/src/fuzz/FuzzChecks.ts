@@ -4,11 +4,17 @@
  * and nothing that is not a log line (a crash's stack, a Node warning).
  */
 import { parsePrometheus } from "../Prometheus.js"
-import { messageOf, type RelayProcess } from "../RelayProcess.js"
+import { type LogLine, messageOf, type RelayProcess } from "../RelayProcess.js"
 import { relayGone, request, type RunState } from "./FuzzBatch.js"
 import { rssMB } from "./FuzzRelay.js"
 
 export const errorLevels = new Set(["ERROR", "FATAL"])
+
+/** Events that are a bug of the relay's whatever their level (a frame handler's defect is logged as a warning, rate-limited). */
+export const defectEvents = new Set(["tunnel.frame_defect"])
+
+/** Whether a log line is one the run fails on: an error, or a defect. */
+export const isFailureLine = (line: LogLine) => errorLevels.has(String(line.logLevel).toUpperCase()) || defectEvents.has(messageOf(line))
 
 export const checkRelay = async (
   state: RunState,
@@ -30,7 +36,7 @@ export const checkRelay = async (
   const rss = rssMB(relay.pid)
   if (rss > options.boundMB) failures.push(`batch ${options.batch}: relay RSS ${rss.toFixed(0)} MB over the bound of ${options.boundMB.toFixed(0)} MB`)
   for (const line of relay.logs.slice(options.logsSeen)) {
-    if (errorLevels.has(String(line.logLevel).toUpperCase())) failures.push(`batch ${options.batch}: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
+    if (isFailureLine(line)) failures.push(`batch ${options.batch}: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
   }
   for (const line of relay.other.slice(options.otherSeen)) failures.push(`batch ${options.batch}: relay wrote a line that is not a log line: ${line.slice(0, 600)}`)
   // Logged errors are failures, but the run goes on: only a relay that is gone, deaf or too big ends it.

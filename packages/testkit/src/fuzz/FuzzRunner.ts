@@ -1,10 +1,15 @@
 /**
- * A fuzz run: a relay process, three hosts of org `fuzz` (`fuzz:good` answering the known-good
- * request, `fuzz:h` answering and echoing, `fuzz:evil` sending hostile frames), then batches of
- * seeded inputs from the four generators until the time is up. After each batch: the relay still
- * runs, answers the known-good request with the right body in time, its RSS stays under the bound,
- * it logged no error, and every client request through the evil host got an answer that was its
- * own. At the end, SIGINT: the relay must drain and exit 0.
+ * A fuzz run: a relay process, three version 1 hosts of org `fuzz` (`fuzz:good` answering the
+ * known-good request, `fuzz:h` answering and echoing, `fuzz:evil` sending hostile frames) and two
+ * version 2 hosts (`fuzz:good2` well-behaved, `fuzz:evil2` sending hostile binary frames and
+ * control messages, `StreamHosts.ts`), then batches of seeded inputs from the generators asked for
+ * until the time is up. After each batch: the relay still runs, answers the known-good request
+ * with the right body in time, its RSS stays under the bound, it logged no error and no defect,
+ * every client request through the version 1 evil host got an answer that was its own, every
+ * client of the version 2 hosts got what their books allow (`StreamBatch.ts`), and neither
+ * version 2 tunnel was closed. At the end: `bad_frame` counts at least every rule the version 2
+ * evil host broke, the relay's lines about that host stayed within their rate limit, and on
+ * SIGINT the relay must drain and exit 0.
  *
  * The same seed replays every batch's inputs (what the relay answers, and when, is its own).
  */
@@ -12,15 +17,16 @@ import { Effect, type Scope } from "effect"
 import { fakeHost, okResponse } from "../FakeHost.js"
 import { messageOf, type RelayProcess } from "../RelayProcess.js"
 import { testSecret } from "../Tokens.js"
-import { anomaly, type FuzzKind, planBatch, runBatch, type RunState } from "./FuzzBatch.js"
-import { checkRelay, errorLevels, goodBody, limitHits, outputTail } from "./FuzzChecks.js"
+import { anomaly, type FuzzKind, fuzzKinds, planBatch, runBatch, type RunState } from "./FuzzBatch.js"
+import { checkRelay, goodBody, isFailureLine, limitHits, outputTail } from "./FuzzChecks.js"
 import { echoHost, evilHost } from "./FuzzHosts.js"
+import { evilV2Host, goodV2Host } from "./StreamHosts.js"
 import { rssMB, startQuietRelay } from "./FuzzRelay.js"
 import { fuzzTokens } from "./FuzzTokens.js"
 import { genOptions } from "./KnownBugs.js"
 import { prng } from "./Prng.js"
 
-export { type FuzzKind, fuzzKinds, planBatch } from "./FuzzBatch.js"
+export { type FuzzKind, fuzzKinds, planBatch, v1Kinds } from "./FuzzBatch.js"
 
 export interface FuzzOptions {
   /** Batches start until this many seconds have passed since the first (the last one finishes). */
@@ -38,6 +44,8 @@ export interface FuzzOptions {
   readonly env?: Record<string, string>
   /** Progress lines (one per batch). */
   readonly log?: (line: string) => void
+  /** The generators to run (default: all five). */
+  readonly kinds?: ReadonlyArray<FuzzKind>
   /** Include the inputs of bugs still open (KnownBugs.ts); without it they are left out. */
   readonly knownBugs?: boolean
   /** Called as each input starts, with where it is (`b3#17`), its kind and what it is: to find the input behind a failure. */
@@ -74,6 +82,26 @@ export interface FuzzReport {
   readonly limitHits: Record<string, number>
   /** The relay's warnings by event. */
   readonly warnings: Record<string, number>
+  /** Bytes the relay wrote (its log) from the first batch to the end of the drain. */
+  readonly logBytes: number
+  /** Version 2: the hosts' tunnels the relay closed (none expected), what the evil host sent, what the good one answered. */
+  readonly v2: {
+    readonly evilCloses: Record<string, number>
+    readonly goodCloses: Record<string, number>
+    readonly frames: number
+    readonly texts: number
+    /** Frames the relay had to count as bad (a lower bound for `limitHits.bad_frame`). */
+    readonly mustCount: number
+    readonly staleFrames: number
+    /** Frames the evil host did not send: whether the relay takes them depends on credit it cannot know of. */
+    readonly withheldFrames: number
+    readonly goodRequests: number
+    /** Rules of version 2 the relay broke toward the well-behaved host, as its own StreamMux saw them: none expected. */
+    readonly goodProblems: number
+    /** Lines the relay logged about the evil host's tunnel, and how many its rate limit allows over the run. */
+    readonly evilLogLines: number
+    readonly evilLogLinesAllowed: number
+  }
   /** Things that break the run's promises: a relay that died, hung, grew or logged an error. */
   readonly failures: ReadonlyArray<string>
   /** Odd but not failing: an owed answer that did not come within the input's time. At most 50 kept. */
@@ -87,7 +115,8 @@ const defaults = { batchSize: 200, concurrency: 12, rssHeadroomMB: 150, goodTime
 
 /**
  * The relay's settings for a run: the production defaults, except timeouts short enough that a
- * batch meets them (the request, body read and send timeouts, the drain's flush).
+ * batch meets them (the request, body read, send and hold timeouts, the drain's flush) and version
+ * 2's windows.
  */
 export const fuzzRelayEnv: Record<string, string> = {
   RELAY_AUTH_SECRET: testSecret,
@@ -98,7 +127,13 @@ export const fuzzRelayEnv: Record<string, string> = {
   BODY_READ_TIMEOUT_MS: "1500",
   SEND_TIMEOUT_MS: "3000",
   BODY_BUDGET_WAIT_MS: "500",
-  DRAIN_FLUSH_MS: "200"
+  DRAIN_FLUSH_MS: "200",
+  // A request for the evil host while it is away (it drained itself, and reconnects only when an
+  // input sends again) is held for it: within a batch's wait, not the default 10 s.
+  HOLD_MS: "2000",
+  // Version 2's windows small, so that inputs overflowing them stay small.
+  STREAM_WINDOW_BYTES: "65536",
+  TUNNEL_WINDOW_BYTES: "262144"
 }
 
 // --- The run
@@ -126,7 +161,7 @@ const drain = (relay: RelayProcess, failures: Array<string>, logsSeen: number) =
     const exited = await Promise.race([relay.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 20_000)))])
     clearTimeout(timer)
     for (const line of relay.logs.slice(logsSeen)) {
-      if (errorLevels.has(String(line.logLevel).toUpperCase())) failures.push(`drain: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
+      if (isFailureLine(line)) failures.push(`drain: relay logged ${line.logLevel} ${messageOf(line)}: ${JSON.stringify(line).slice(0, 600)}`)
     }
     if (exited === undefined) {
       failures.push("the relay did not exit within 20 s of SIGINT")
@@ -135,6 +170,11 @@ const drain = (relay: RelayProcess, failures: Array<string>, logsSeen: number) =
     if (exited.code !== 0) failures.push(`the relay exited ${exited.code ?? exited.signal} after SIGINT, not 0; its last output:\n${outputTail(relay)}`)
     return { code: exited.code, signal: exited.signal, drainMs: Date.now() - signalled }
   })
+
+const outputBytes = (relay: RelayProcess) => {
+  const { stdout, stderr } = relay.output()
+  return Buffer.byteLength(stdout) + Buffer.byteLength(stderr)
+}
 
 const countBy = <T>(items: ReadonlyArray<T>, key: (item: T) => string) => {
   const out: Record<string, number> = {}
@@ -157,12 +197,15 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     yield* Effect.orDie(fakeHost(relay.ws, "fuzz:good", tokens.valid, (m) => okResponse(m.id, goodBody(m.path))))
     const echo = yield* echoHost(relay.ws, "fuzz:h", tokens.valid)
     const evil = yield* evilHost(relay.ws, "fuzz:evil", tokens.valid)
+    const good2 = yield* goodV2Host(relay.ws, "fuzz:good2", tokens.valid)
+    const evil2 = yield* evilV2Host(relay.ws, "fuzz:evil2", tokens.valid)
     const state: RunState = {
       relay,
       tokens,
       evil,
+      evil2,
       requestTimeoutMs: Number(env.REQUEST_TIMEOUT_MS ?? 30_000),
-      outcomes: { tunnel: {}, upgrade: {}, http: {}, clientWs: {} },
+      outcomes: { tunnel: {}, upgrade: {}, http: {}, clientWs: {}, stream: {} },
       anomalies: [],
       failures: [],
       anomalyCount: 0,
@@ -181,16 +224,19 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     // Batches until the time is up, or until the relay is gone, deaf or too big.
     const root = prng(options.seed)
     const gen = genOptions(options.knownBugs ?? false)
-    const inputs: Record<FuzzKind, number> = { tunnel: 0, upgrade: 0, http: 0, clientWs: 0 }
+    const kinds = options.kinds ?? fuzzKinds
+    const inputs: Record<FuzzKind, number> = { tunnel: 0, upgrade: 0, http: 0, clientWs: 0, stream: 0 }
+    const outputAtStart = outputBytes(relay)
     const batches: Array<BatchReport> = []
     let logsSeen = relay.logs.length
     let otherSeen = relay.other.length
     const evilClosesSeen = new Map<string, number>()
+    const v2ClosesSeen = new Map<string, number>()
     let fatal = first.fatal
     const fuzzStarted = Date.now()
     for (let batch = 0; !fatal && Date.now() - fuzzStarted < options.seconds * 1000; batch++) {
       const batchStarted = Date.now()
-      const plans = planBatch(root, batch, batchSize, gen)
+      const plans = planBatch(root, batch, batchSize, gen, kinds)
       for (const p of plans) inputs[p.kind]++
       yield* Effect.promise(() => runBatch(state, plans, batch, concurrency))
       options.beforeChecks?.(relay, batch)
@@ -205,6 +251,13 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
         }
         evilClosesSeen.set(code, n)
       }
+      // A version 2 host loses a stream for a broken rule, never its tunnel.
+      for (const [name, closes] of [["fuzz:evil2", evil2.closes], ["fuzz:good2", good2.closes]] as const) {
+        for (const [code, n] of closes) {
+          if ((v2ClosesSeen.get(`${name} ${code}`) ?? 0) < n) state.failures.push(`batch ${batch}: the relay closed ${name}'s version 2 tunnel with ${code}`)
+          v2ClosesSeen.set(`${name} ${code}`, n)
+        }
+      }
       const report: BatchReport = { batch, inputs: plans.length, ms: Date.now() - batchStarted, good: { status: checked.status, ms: checked.ms, ok: checked.ok }, rssMB: +checked.rss.toFixed(1) }
       batches.push(report)
       log(`batch ${batch}: ${plans.length} inputs in ${report.ms} ms; known-good ${report.good.status} in ${report.good.ms} ms; RSS ${report.rssMB} MB`)
@@ -215,6 +268,18 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
     const evilCloses = Object.fromEntries(evil.closes)
     const echoCloses = Object.fromEntries(echo.closes)
     const lastMB = rssMB(relay.pid)
+    const bookCounts = { ...evil2.books.counts }
+    const goodProblems = good2.counts().problems
+    if (goodProblems > 0) state.failures.push(`the relay broke version 2's rules ${goodProblems} times toward the well-behaved host (as its StreamMux saw them)`)
+    if ((hits.bad_frame ?? 0) < bookCounts.mustCount) {
+      state.failures.push(`the relay counted ${hits.bad_frame ?? 0} bad frames, fewer than the ${bookCounts.mustCount} the version 2 evil host sent that break a rule`)
+    }
+    // What the evil version 2 host makes the relay log is rate-limited per tunnel: 5 lines every 10 s.
+    const evilLogLines = relay.logs.filter((l) => l.annotations?.hostId === "fuzz:evil2").length
+    const evilLogLinesAllowed = 5 * (Math.ceil((Date.now() - fuzzStarted) / 10_000) + 1)
+    if (evilLogLines > evilLogLinesAllowed) {
+      state.failures.push(`the relay logged ${evilLogLines} lines about the evil version 2 host's tunnel, more than the ${evilLogLinesAllowed} its rate limit allows`)
+    }
     const exit = yield* drain(relay, state.failures, logsSeen)
     rss.stop()
     const { minMB, maxMB } = rss.range()
@@ -232,6 +297,20 @@ export const runFuzz = (options: FuzzOptions): Effect.Effect<FuzzReport, never, 
       echoTunnelCloses: echoCloses,
       limitHits: hits,
       warnings: countBy(relay.logs.filter((l) => String(l.logLevel).toUpperCase() === "WARN"), messageOf),
+      logBytes: outputBytes(relay) - outputAtStart,
+      v2: {
+        evilCloses: Object.fromEntries(evil2.closes),
+        goodCloses: Object.fromEntries(good2.closes),
+        frames: bookCounts.frames,
+        texts: bookCounts.texts,
+        mustCount: bookCounts.mustCount,
+        staleFrames: bookCounts.stale,
+        withheldFrames: bookCounts.withheld,
+        goodRequests: good2.counts().requests,
+        goodProblems,
+        evilLogLines,
+        evilLogLinesAllowed
+      },
       failures: state.failures,
       anomalies: state.anomalies,
       anomalyCount: state.anomalyCount,

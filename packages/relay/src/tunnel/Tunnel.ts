@@ -36,7 +36,7 @@ import { randomUUID } from "node:crypto"
 import { RelayConfig, type RelaySettings } from "../config/RelayConfig.js"
 import * as RelayMetrics from "../metrics/RelayMetrics.js"
 import * as ByteBudget from "./ByteBudget.js"
-import { makeFrameBudget, type Take } from "./FrameBudget.js"
+import { type FrameBudget, makeFrameBudget, type Take } from "./FrameBudget.js"
 import * as TunnelChannels from "./TunnelChannels.js"
 import type { TooManyChannels, TooManyPendingRequests } from "./TunnelErrors.js"
 import * as TunnelRequests from "./TunnelRequests.js"
@@ -230,6 +230,7 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
     let channels: TunnelChannels.TunnelChannels | undefined
     let streams: TunnelStreams.TunnelStreams | undefined
     let carried: Carried
+    const frames = makeFrameBudget(config.tunnelFramesPerSecond, config.tunnelFrameBurst, conn)
     if (version === 2) {
       streams = yield* TunnelStreams.make({
         config,
@@ -238,15 +239,16 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
         peerWindows: options.peerWindows ?? defaultWindows,
         isClosing,
         logLimited: logLimitedHere,
-        run: life.run
+        run: life.run,
+        earn: frames.earn
       })
       carried = carriedV2(streams)
-      readFramesV2(life, streams, carried)
+      readFramesV2(life, frames, streams, carried)
     } else {
       requests = yield* TunnelRequests.make({ config, hostId, conn, cancels: options.features?.has(Features.cancel) === true, isClosing })
       channels = TunnelChannels.make({ config, hostId, conn, isClosing, logLimited: logLimitedHere })
       carried = carriedV1(requests, channels)
-      readFrames(life, requests, channels, carried)
+      readFrames(life, frames, requests, channels, carried)
     }
     const pingTick = pingTickOf(life)
     if (options.pingSelf ?? true) {
@@ -305,7 +307,7 @@ export const make = (hostId: HostId, conn: Conn, options: TunnelOptions = {}): E
  * frame that does not decode is counted, logged a few times per interval, and dropped; one meant
  * for a request still waiting fails that request at once (502).
  */
-const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channels: TunnelChannels.TunnelChannels, carried: Carried) => {
+const readFrames = (life: Life, frames: FrameBudget, requests: TunnelRequests.TunnelRequests, channels: TunnelChannels.TunnelChannels, carried: Carried) => {
   const onBadFrame = (error: FrameError): Effect.Effect<void> => {
     RelayMetrics.limitHit("bad_frame")
     if (error.type === "http:response" && error.id !== undefined) requests.onBadResponse(error.id, error.problem)
@@ -331,11 +333,11 @@ const readFrames = (life: Life, requests: TunnelRequests.TunnelRequests, channel
         return Effect.void
     }
   }, onBadFrame)
-  readWithBudget(life, onFrame)
+  readWithBudget(life, frames, onFrame)
 }
 
 /** Version 2: control messages as in version 1 (their own schemas), binary frames to the streams. */
-const readFramesV2 = (life: Life, streams: TunnelStreams.TunnelStreams, carried: Carried) => {
+const readFramesV2 = (life: Life, frames: FrameBudget, streams: TunnelStreams.TunnelStreams, carried: Carried) => {
   const onBadFrame = (error: FrameError): Effect.Effect<void> => {
     RelayMetrics.limitHit("bad_frame")
     if (error.type === "http:response" && error.stream !== undefined) streams.onBadResponse(error.stream, error.problem)
@@ -354,7 +356,7 @@ const readFramesV2 = (life: Life, streams: TunnelStreams.TunnelStreams, carried:
         return streams.onMessage(message)
     }
   }, onBadFrame)
-  readWithBudget(life, (frame) => {
+  readWithBudget(life, frames, (frame) => {
     if (typeof frame === "string") return onText(frame)
     streams.onFrame(frame)
     return Effect.void
@@ -365,9 +367,8 @@ const readFramesV2 = (life: Life, streams: TunnelStreams.TunnelStreams, carried:
  * Hands every frame to `onFrame` on the socket's own callback, within the frame budget (over it
  * the socket is paused; kept up, the tunnel ends 1008).
  */
-const readWithBudget = (life: Life, onFrame: (frame: string | Uint8Array) => Effect.Effect<void>) => {
+const readWithBudget = (life: Life, frames: FrameBudget, onFrame: (frame: string | Uint8Array) => Effect.Effect<void>) => {
   const { config, conn } = life
-  const frames = makeFrameBudget(config.tunnelFramesPerSecond, config.tunnelFrameBurst, conn)
 
   const onOverBudget = (budget: Exclude<Take, "ok">) => {
     if (budget === "paused") {

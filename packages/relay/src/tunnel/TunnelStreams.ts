@@ -94,7 +94,15 @@ export interface StreamsContext {
   readonly logLimited: (event: string, fields: Record<string, unknown>) => Effect.Effect<void>
   /** Runs an effect from a socket callback. */
   readonly run: (effect: Effect.Effect<void>) => unknown
+  /**
+   * The relay sent the host something it may answer with `frames` frames (the tunnel's frame
+   * budget gives them back): 1 per Data, Window or message frame, 3 per request head (head, body, end).
+   */
+  readonly earn: (frames: number) => void
 }
+
+/** Frames a host may answer a request head with, on top of its frame rate: its head, a body frame, an End. */
+const framesPerAnswer = 3
 
 /** One HTTP exchange. */
 interface Exchange {
@@ -127,7 +135,8 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
     const maxStreamed = config.maxStreamedBodyBytes._tag === "Some" ? config.maxStreamedBodyBytes.value : Infinity
 
     const mux = StreamMux.make({
-      conn,
+      // Every binary frame the mux sends (Data, Window, a message, an End) may be answered by one.
+      conn: { ...conn, unsafeSend: (data) => conn.unsafeSend(data) && (ctx.earn(1), true) },
       windows: { stream: config.streamWindowBytes, tunnel: config.tunnelWindowBytes },
       peerWindows: ctx.peerWindows,
       sendBufferBytes: config.tunnelBufferBytes,
@@ -377,6 +386,7 @@ export const make = (ctx: StreamsContext): Effect.Effect<TunnelStreams, never, S
           port.close()
           return resume(Effect.fail(new TunnelClosed({ hostId })))
         }
+        ctx.earn(framesPerAnswer)
         x.cancelTimeout = deadlines.add(() => {
           if (x.resume !== undefined) failWaiting(id, x, new RequestTimeout({ hostId, ms: config.requestTimeoutMs }), "timeout")
         })

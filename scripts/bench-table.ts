@@ -8,6 +8,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { targetsMarkdown } from "./lib/forward/targets.js"
 
 type Json = Record<string, any>
 
@@ -42,6 +43,30 @@ const forward = (d: Json, name: string) => {
     console.log(`| ${r.scenario} | ${x(r.relayVsDirect)} | ${x(r.relayVsLocaltunnel)} | ${x(r.relayVsProxyChain)} | +${r.addedP50Ms.toFixed(3)} ms |`)
   }
   console.log("")
+  if (Array.isArray(d.sse) && d.sse.length > 0) {
+    const s0 = d.sse[0]
+    console.log(`| server-sent events (${s0.events}, one every ${s0.everyMs} ms): lag write → client | p50 | p99 | max |`)
+    console.log("|---|---|---|---|")
+    const lag = (v: number | null) => (v === null ? "—" : `${v.toFixed(2)} ms`)
+    for (const r of d.sse as Array<Json>) console.log(`| ${r.system}${r.error ? ` (${r.error})` : ""} | ${lag(r.lagP50Ms)} | ${lag(r.lagP99Ms)} | ${lag(r.lagMaxMs)} |`)
+    console.log("")
+  }
+  if (Array.isArray(d.transfers) && d.transfers.length > 0) {
+    console.log("| transfer | system | MiB/s | byte-identical | processes on the path: peak RSS growth, CPU (% of one core) |")
+    console.log("|---|---|---|---|---|")
+    for (const r of d.transfers as Array<Json>) {
+      const size = r.bytes >= 2 ** 30 ? `${r.bytes / 2 ** 30} GiB` : `${r.bytes / 2 ** 20} MiB`
+      const hops = (r.hops as Array<Json>).map((h) => `${h.name} +${h.rssGrowthMB} MB, ${h.cpuPercent}%`).join("; ")
+      console.log(`| ${size} ${r.direction} | ${r.system} | ${r.mibPerSec === null ? `— (${r.error})` : r.mibPerSec.toFixed(0)} | ${r.intact ? "yes" : "no"} | ${hops || "—"} |`)
+    }
+    console.log("")
+  }
+  if (Array.isArray(d.targets)) {
+    console.log("Issue 14's targets, judged by the run itself (`targets` in the JSON):")
+    console.log("")
+    console.log(targetsMarkdown(d.targets))
+    console.log("")
+  }
 }
 
 const tunnels = (d: Json, name: string) => {

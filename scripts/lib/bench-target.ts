@@ -1,25 +1,17 @@
 /**
  * The target every system in bench:forward forwards to, in a process of its
- * own (so an in-process load generator does not share its event loop): any
- * GET answers "ok", a POST echoes its body, and a WebSocket echoes each
- * message. Prints `{"port":N}` on stdout once it listens on 127.0.0.1.
+ * own (so an in-process load generator does not share its event loop): the
+ * testkit's StreamTarget, whose routes the scenarios use: `GET /small` answers
+ * "ok", `POST /echo` echoes its body, `/sse` writes timed events, `/bytes` and
+ * `/upload` send and check large bodies (the stamped pattern for a GiB), and a
+ * WebSocket echoes each message. Prints `{"port":N}` on stdout once it listens
+ * on 127.0.0.1, and serves until it is killed.
  */
-import * as http from "node:http"
-import { WebSocketServer } from "ws"
+import { startStreamTarget } from "@effect-relay/testkit"
+import { Effect } from "effect"
 
-const server = http.createServer((req, res) => {
-  if (req.method === "POST") {
-    const chunks: Array<Buffer> = []
-    req.on("data", (c: Buffer) => chunks.push(c))
-    req.on("end", () => res.end(Buffer.concat(chunks)))
-    return
-  }
-  req.resume()
-  res.end("ok")
-})
-const wss = new WebSocketServer({ server, perMessageDeflate: false })
-wss.on("connection", (ws) => ws.on("message", (data, binary) => ws.send(data, { binary })))
-server.keepAliveTimeout = 60_000
-server.listen(0, "127.0.0.1", () => {
-  console.log(JSON.stringify({ port: (server.address() as { port: number }).port }))
-})
+Effect.runFork(Effect.scoped(Effect.gen(function*() {
+  const target = yield* startStreamTarget
+  console.log(JSON.stringify({ port: target.port }))
+  return yield* Effect.never
+})))

@@ -26,11 +26,11 @@ const logLine = (text: string, spawnedAt: number): LogLine | undefined => {
   return undefined
 }
 
-/** Starts a relay on `port` (0: any free one) with `env` added to this process's. */
-export const spawnRelay = (name: string, port: number, env: Record<string, string>): RelayProcess => {
+/** Starts a relay on `port` (0: any free one) with `env` added to this process's, and `nodeArgs` (a profiler, say) before the bin. */
+export const spawnRelay = (name: string, port: number, env: Record<string, string>, nodeArgs: ReadonlyArray<string> = []): RelayProcess => {
   const child = spawnChild({
     name,
-    args: [relayBin, "serve", "--port", String(port), "--bind", "127.0.0.1"],
+    args: [...nodeArgs, relayBin, "serve", "--port", String(port), "--bind", "127.0.0.1"],
     env: { LOG_FORMAT: "json", ...env }
   })
   const logs: Array<LogLine> = []
@@ -55,10 +55,10 @@ export interface ListeningRelay extends RelayProcess {
 }
 
 /** A relay on a free port, listening once this succeeds; SIGKILLed when the scope closes. */
-export const startRelay = (env: Record<string, string>) =>
+export const startRelay = (env: Record<string, string>, nodeArgs: ReadonlyArray<string> = []) =>
   Effect.acquireRelease(
     Effect.promise(async (): Promise<ListeningRelay> => {
-      const relay = spawnRelay("relay", 0, env)
+      const relay = spawnRelay("relay", 0, env, nodeArgs)
       const listening = await relay.waitForLog("relay.listening", 20_000).catch(async (e) => {
         // Never leave a relay behind that did not come up.
         await relay.child.kill()

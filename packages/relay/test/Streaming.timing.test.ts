@@ -256,6 +256,37 @@ describe("tunnel protocol version 2 (relay and agent processes)", () => {
       expect(next).toBe(200)
     }), 60_000)
 
+  it.scopedLive("a busy tunnel's answers do not use up its frame budget: small GETs at several times the frame rate for 3 s, all answered, never paused or closed", () =>
+    Effect.gen(function*() {
+      // 3 frames per answer (head, body, end): the rate alone would allow ~100 requests a second.
+      const { base, relay, t } = yield* setup({ relayEnv: { TUNNEL_FRAMES_PER_SECOND: "300", TUNNEL_FRAME_BURST: "600", TUNNEL_FLOOD_CLOSE_MS: "1000" } })
+      const agent = new http.Agent({ keepAlive: true })
+      const statuses = yield* Effect.promise(async () => {
+        const seen: Array<number> = []
+        const until = Date.now() + 3000
+        const one = () =>
+          new Promise<number>((resolve) => {
+            http.get(`${base}/small`, { agent, headers: { authorization: `Bearer ${t}` } }, (res) => {
+              res.resume()
+              res.on("end", () => resolve(res.statusCode ?? 0))
+            }).on("error", () => resolve(0))
+          })
+        await Promise.all(Array.from({ length: 8 }, async () => {
+          while (Date.now() < until) seen.push(await one())
+        }))
+        return seen
+      })
+      agent.destroy()
+      const metrics = yield* Effect.promise(() => fetch(`${relay.http}/metrics`).then((r) => r.text()))
+      const pauses = Number(/relay_limit_hits_total\{limit="tunnel_frame_rate"\} (\d+)/.exec(metrics)?.[1] ?? 0)
+      console.log(`busy tunnel: ${statuses.length} small GETs in 3 s at a frame rate of 300/s, ${pauses} pauses`)
+      expect(statuses.filter((s) => s !== 200)).toEqual([])
+      // More than the rate and the bucket together would have let through (300 + 3 x 300 frames).
+      expect(statuses.length).toBeGreaterThan(400)
+      expect(pauses).toBe(0)
+      expect(relay.logs.some((l) => l.message === "tunnel.flood_closed")).toBe(false)
+    }), 60_000)
+
   it.scopedLive("a small request during a large download on the same tunnel answers within 50 ms", () =>
     Effect.gen(function*() {
       const { base, t } = yield* setup()

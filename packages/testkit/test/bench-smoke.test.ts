@@ -68,7 +68,7 @@ describe("benchmark scripts (smoke)", () => {
       const out = fs.mkdtempSync(path.join(os.tmpdir(), "bench-forward-"))
       // Every process the script starts inherits this variable: none may have it once the script is done.
       const marker = `${process.pid}-${Date.now()}`
-      const { code, output } = yield* runScript("bench-forward.ts", ["--duration", "1", "--warmup", "1", "--roundtrips", "50", "--out", out], { BENCH_SMOKE_RUN: marker })
+      const { code, output } = yield* runScript("bench-forward.ts", ["--duration", "1", "--warmup", "1", "--roundtrips", "50", "--sse-events", "20", "--transfer-mib", "16", "--out", out], { BENCH_SMOKE_RUN: marker })
       expect(code, output).toBe(0)
       const result = readResult(out, "forward-")
       // --tool auto: wrk where it is installed, autocannon otherwise.
@@ -88,6 +88,28 @@ describe("benchmark scripts (smoke)", () => {
         for (const key of ["relayVsDirect", "relayVsLocaltunnel", "relayVsProxyChain"]) expect(ratio[key], `${ratio.scenario} ${key}`).toBeGreaterThan(0)
         expect(typeof ratio.addedP50Ms).toBe("number")
       }
+      // Server-sent events and the large transfers, through every system; the targets judged.
+      expect(result.sse.map((r: { system: string }) => r.system)).toEqual(["direct", "effect-relay", "localtunnel", "proxy-chain"])
+      for (const row of result.sse.filter((r: { system: string }) => r.system !== "localtunnel")) {
+        expect(row, JSON.stringify(row)).toMatchObject({ events: 20, received: 20 })
+        expect(row.lagMaxMs, JSON.stringify(row)).toBeGreaterThanOrEqual(0)
+      }
+      expect(result.transfers).toHaveLength(8)
+      for (const row of result.transfers.filter((r: { system: string }) => r.system !== "localtunnel")) {
+        expect(row, JSON.stringify(row)).toMatchObject({ bytes: 16 * 2 ** 20, bytesMoved: 16 * 2 ** 20, intact: true })
+      }
+      const relayDownload = result.transfers.find((r: { system: string; direction: string }) => r.system === "effect-relay" && r.direction === "download")
+      expect(relayDownload.hops.map((h: { name: string }) => h.name)).toEqual(["relay", "agent"])
+      expect(result.targets.map((t: { scenario: string }) => t.scenario)).toEqual([
+        "small GET c=32",
+        "small GET c=1",
+        "1 MiB POST echo c=4",
+        "WebSocket echo round trip",
+        "server-sent events",
+        "16 MiB download",
+        "16 MiB upload"
+      ])
+      for (const t of result.targets) expect(typeof t.met, JSON.stringify(t)).toBe("boolean")
       expect(processesWithEnv("BENCH_SMOKE_RUN", marker)).toEqual([])
       fs.rmSync(out, { recursive: true, force: true })
     }), 180_000)

@@ -28,8 +28,10 @@ const lineWith = (text: string, secret: string) => text.split("\n").find((line) 
 /** A token whose signature was changed: it does not verify (401), and must not be logged either. */
 const tampered = (jwt: string) => {
   const [header, payload, signature] = jwt.split(".") as [string, string, string]
-  const last = signature.at(-1) === "A" ? "B" : "A"
-  return `${header}.${payload}.${signature.slice(0, -1)}${last}`
+  // The first character: every one of its bits is signature (the last one's low bits are padding,
+  // so changing it alone may leave the signature as it was).
+  const first = signature[0] === "A" ? "B" : "A"
+  return `${header}.${payload}.${first}${signature.slice(1)}`
 }
 
 const request = (url: string, init: RequestInit = {}) =>

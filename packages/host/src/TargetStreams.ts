@@ -13,6 +13,7 @@
 import {
   CloseCodes,
   Deadlines,
+  defaultWindows,
   HostToRelayV2Codec,
   KeepAliveRetry,
   LogLimits,
@@ -86,8 +87,9 @@ export const make = (
     const mux = StreamMux.make({
       conn,
       windows: options.windows,
-      // Until the relay's hello says otherwise (it comes first).
-      peerWindows: options.windows,
+      // Until the relay's hello says otherwise (it comes first): what a relay that announces
+      // nothing takes, never this agent's own (larger) windows.
+      peerWindows: defaultWindows,
       sendBufferBytes,
       encodeReset: (stream, reason) => HostToRelayV2Codec.encode({ _tag: "reset", stream, reason }),
       onProblem: (problem, stream) => {

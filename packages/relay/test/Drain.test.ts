@@ -153,8 +153,33 @@ describe("drain re-check after async auth", () => {
       expect(yield* Effect.promise(() => host.closed)).toEqual({ code: CloseCodes.Drain, reason: "draining" })
       expect(registry.size()).toBe(0)
     }))
-
 })
+
+/**
+ * A request held by the relay in `context` for a host no relay has ("acme:gone"), then the
+ * relay's scope closed (its drain): the request must get 503 host_offline, an answer and not a
+ * reset (fetch would fail). Returns how long the drain took.
+ */
+const heldThroughDrain = (scope: Scope.CloseableScope, context: Context.Context<RelayServer>) =>
+  Effect.gen(function*() {
+    const port = Context.get(context, RelayServer).port
+    const t = yield* token({ org: "acme" })
+    const held = yield* Effect.fork(Effect.exit(get(`http://127.0.0.1:${port}/hosts/acme:gone/x`, t)))
+    yield* Effect.sleep("200 millis")
+    expect(held.unsafePoll()).toBeNull()
+
+    const start = Date.now()
+    yield* Scope.close(scope, Exit.void)
+    const took = Date.now() - start
+
+    const res = yield* Fiber.join(held)
+    expect(Exit.isSuccess(res), String(res)).toBe(true)
+    if (Exit.isSuccess(res)) {
+      expect(res.value.status).toBe(503)
+      expect((yield* Effect.promise(() => res.value.json())).error).toBe("host_offline")
+    }
+    return took
+  })
 
 describe("drain and held requests", () => {
   it.scopedLive("with the in-memory directory, a request held for an offline host gets 503 host_offline when the drain stops accepting, not a reset after the flush window", () =>
@@ -164,26 +189,8 @@ describe("drain and held requests", () => {
         RelayLive.pipe(Layer.provide(testConfig({ drainFlushMs: 3_000, holdMs: 10_000 })), Layer.provide(MemoryDirectory.layer)),
         scope
       )
-      const port = Context.get(context, RelayServer).port
-      const t = yield* token({ org: "acme" })
-      // No host "acme:gone" anywhere: the request is held, waiting for its registration.
-      const held = yield* Effect.fork(Effect.exit(get(`http://127.0.0.1:${port}/hosts/acme:gone/x`, t)))
-      yield* Effect.sleep("200 millis")
-      expect(held.unsafePoll()).toBeNull()
-
-      const start = Date.now()
-      yield* Scope.close(scope, Exit.void)
-      const took = Date.now() - start
-
-      // An answer, not a reset (fetch would fail).
-      const res = yield* Fiber.join(held)
-      expect(Exit.isSuccess(res), String(res)).toBe(true)
-      if (Exit.isSuccess(res)) {
-        expect(res.value.status).toBe(503)
-        expect((yield* Effect.promise(() => res.value.json())).error).toBe("host_offline")
-      }
       // Nothing could release it: the drain did not wait the 3 s flush window for it.
-      expect(took).toBeLessThan(2_000)
+      expect(yield* heldThroughDrain(scope, context)).toBeLessThan(2_000)
     }))
 
   it.scopedLive("with a shared directory, a held request waits through the flush window (another relay may register its host), then gets 503 host_offline before the connections close, not a reset", () =>
@@ -197,22 +204,7 @@ describe("drain and held requests", () => {
         peerSecret: Option.some(Redacted.make("drain-test-peer-secret"))
       })
       const context = yield* Layer.buildWithScope(RelayLive.pipe(Layer.provide(config), Layer.provide(MemoryDirectory.layer)), scope)
-      const port = Context.get(context, RelayServer).port
-      const t = yield* token({ org: "acme" })
-      const held = yield* Effect.fork(Effect.exit(get(`http://127.0.0.1:${port}/hosts/acme:gone/x`, t)))
-      yield* Effect.sleep("200 millis")
-      expect(held.unsafePoll()).toBeNull()
-
-      const start = Date.now()
-      yield* Scope.close(scope, Exit.void)
-      const took = Date.now() - start
-
-      const res = yield* Fiber.join(held)
-      expect(Exit.isSuccess(res), String(res)).toBe(true)
-      if (Exit.isSuccess(res)) {
-        expect(res.value.status).toBe(503)
-        expect((yield* Effect.promise(() => res.value.json())).error).toBe("host_offline")
-      }
+      const took = yield* heldThroughDrain(scope, context)
       expect(took).toBeGreaterThanOrEqual(900)
       expect(took).toBeLessThan(3_000)
     }))

@@ -20,6 +20,7 @@ import type { EvilV2Host } from "./StreamHosts.js"
 import { foundStreamInputs, type StreamInput, streamInput } from "./StreamInputs.js"
 import { type TunnelInput, tunnelInput } from "./TunnelFrames.js"
 import { type RawInput, upgradeInput } from "./Upgrades.js"
+import { channelOutcome } from "./ChannelOutcome.js"
 
 export type FuzzKind = "tunnel" | "upgrade" | "http" | "clientWs" | "stream"
 export const fuzzKinds: ReadonlyArray<FuzzKind> = ["tunnel", "upgrade", "http", "clientWs", "stream"]
@@ -158,16 +159,7 @@ const runTunnelInput = async (state: RunState, input: TunnelInput, where: string
       const ws = new WebSocket(`${state.relay.ws}/hosts/fuzz:evil/ws/${encodeURIComponent(where)}`, { headers: { authorization: `Bearer ${state.tokens.valid}` }, perMessageDeflate: false })
       ws.on("error", () => {})
       traffic.sockets.push(ws)
-      return await new Promise<string>((resolve) => {
-        const timer = setTimeout(() => resolve("channel: no answer"), 2000)
-        ws.once("open", () => (clearTimeout(timer), resolve("channel open")))
-        ws.once("unexpected-response", (_req, res) => {
-          res.resume()
-          clearTimeout(timer)
-          resolve(`channel refused ${res.statusCode}`)
-        })
-        ws.once("close", () => (clearTimeout(timer), resolve("channel closed")))
-      })
+      return await channelOutcome(ws)
     }
     case "Respond": {
       const id = await state.evil.respond(input.u, input.status, input.headers, input.base64, input.twice)

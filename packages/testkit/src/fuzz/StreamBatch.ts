@@ -16,6 +16,7 @@ import { anomaly, type RunState } from "./FuzzBatch.js"
 import { bodyOf, messageDigest } from "./StreamBooks.js"
 import { type GoodV2Host, startGoodV2Host } from "./StreamHosts.js"
 import type { StreamInput } from "./StreamInputs.js"
+import { channelOutcome } from "./ChannelOutcome.js"
 
 export interface StreamAnswer {
   readonly status: number
@@ -158,16 +159,7 @@ export const runStreamInput = async (state: RunState, input: StreamInput, where:
       ws.on("error", () => {})
       ws.on("message", (data, isBinary) => got.push(messageDigest(Buffer.isBuffer(data) ? data : Buffer.concat(data as Array<Buffer>), !isBinary)))
       traffic.sockets.push({ ws, nonce, where, got })
-      return await new Promise<string>((resolve) => {
-        const timer = setTimeout(() => resolve("channel: no answer"), 2000)
-        ws.once("open", () => (clearTimeout(timer), resolve("channel open")))
-        ws.once("unexpected-response", (_req, res) => {
-          res.resume()
-          clearTimeout(timer)
-          resolve(`channel refused ${res.statusCode}`)
-        })
-        ws.once("close", () => (clearTimeout(timer), resolve("channel closed")))
-      })
+      return await channelOutcome(ws)
     }
     case "Targeted": {
       const nonce = where.replace(/[^a-z0-9]/gi, "-")

@@ -3,7 +3,7 @@
  * what it does. `effect-relay-host --help`, the environment, `HostAgentLive`'s defaults and the
  * README's table all come from here.
  */
-import { decodeHostId, Logging, Setting } from "@effect-relay/protocol"
+import { decodeHostId, Logging, Setting, settingsWindows } from "@effect-relay/protocol"
 import { Either } from "effect"
 
 const hasScheme = (schemes: ReadonlyArray<string>) => (value: string) => {
@@ -86,9 +86,7 @@ export const hostAgentSettings = {
   streamWindowBytes: Setting.integer({
     flag: "stream-window-bytes",
     env: "STREAM_WINDOW_BYTES",
-    // 256 KiB took a 1 MiB response at c=1 four credit round trips: 5.2-5.9 ms against 3.3 ms with
-    // 512 KiB (the two-proxy chain: 2.7 ms). Within the tunnel window either way.
-    default: 512 * 1024,
+    default: settingsWindows.stream,
     defaultText: "524288 (512 KiB)",
     check: Setting.Checks.windowBytes,
     description: "Version 2: bytes of one stream (a request body, a WebSocket's messages) the relay may send before the agent has passed them on to the target."
@@ -96,7 +94,7 @@ export const hostAgentSettings = {
   tunnelWindowBytes: Setting.integer({
     flag: "tunnel-window-bytes",
     env: "TUNNEL_WINDOW_BYTES",
-    default: 4 * 1024 * 1024,
+    default: settingsWindows.tunnel,
     defaultText: "4194304 (4 MiB)",
     check: Setting.Checks.windowBytes,
     description: "Version 2: bytes of all of a tunnel's streams together the relay may send before the agent has passed them on."

@@ -4,7 +4,7 @@
  * defaults and the README's table all come from here (`npm run settings-table` prints it).
  */
 import * as Options from "@effect/cli/Options"
-import { Logging, Setting } from "@effect-relay/protocol"
+import { Logging, Setting, settingsWindows } from "@effect-relay/protocol"
 import { Config, Option } from "effect"
 import * as os from "node:os"
 import * as TrustProxy from "./TrustProxy.js"
@@ -79,9 +79,7 @@ export const relaySettings = {
   streamWindowBytes: Setting.integer({
     flag: "stream-window-bytes",
     env: "STREAM_WINDOW_BYTES",
-    // 256 KiB took a 1 MiB response at c=1 four credit round trips: 5.2-5.9 ms against 3.3 ms with
-    // 512 KiB (the two-proxy chain: 2.7 ms). Within the tunnel window either way.
-    default: 512 * 1024,
+    default: settingsWindows.stream,
     defaultText: "524288 (512 KiB)",
     check: Setting.Checks.windowBytes,
     description: "Version 2: bytes of one stream (a body, a WebSocket's messages) a host may send before the relay has passed them on to the client; the most the relay holds of one stream."
@@ -89,7 +87,7 @@ export const relaySettings = {
   tunnelWindowBytes: Setting.integer({
     flag: "tunnel-window-bytes",
     env: "TUNNEL_WINDOW_BYTES",
-    default: 4 * 1024 * 1024,
+    default: settingsWindows.tunnel,
     defaultText: "4194304 (4 MiB)",
     check: Setting.Checks.windowBytes,
     description: "Version 2: bytes of all of a tunnel's streams together a host may send before the relay has passed them on; the most the relay holds for one tunnel."

@@ -148,29 +148,7 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   }
 
   const entry = (id: number, kind: "http" | "ws", nonce: string, method: string, requestEnded: boolean): StreamEntry => {
-    const e: StreamEntry = {
-      id,
-      kind,
-      nonce,
-      method,
-      requestEnded,
-      head: undefined,
-      sent: 0,
-      hash: createHash("sha256"),
-      digest: undefined,
-      lengthDigest: undefined,
-      broken: undefined,
-      taints: [],
-      over: undefined,
-      overAt: undefined,
-      credit: windows.stream,
-      planned: Buffer.alloc(0),
-      offset: 0,
-      finishing: false,
-      reserved: reserved.delete(nonce),
-      relayReset: undefined,
-      messages: []
-    }
+    const e = newEntry({ id, kind, nonce, method, requestEnded, credit: windows.stream, reserved: reserved.delete(nonce) })
     recent.set(id, e)
     if (recent.size > 2000) recent.delete(recent.keys().next().value!)
     const before = live.get(id)
@@ -452,13 +430,11 @@ export const makeBooks = (send: (data: string | Buffer) => void): Books => {
   }
 }
 
-/** A stream id the relay let go of: only its id matters to the frames that name it. */
-const entryStub: StreamEntry = {
-  id: 0,
-  kind: "http",
-  nonce: "",
-  method: "",
-  requestEnded: true,
+/** A stream's book as it opens: nothing sent, nothing broken. */
+const newEntry = (
+  opened: { readonly [K in "id" | "kind" | "nonce" | "method" | "requestEnded" | "credit" | "reserved"]: StreamEntry[K] }
+): StreamEntry => ({
+  ...opened,
   head: undefined,
   sent: 0,
   hash: createHash("sha256"),
@@ -466,13 +442,18 @@ const entryStub: StreamEntry = {
   lengthDigest: undefined,
   broken: undefined,
   taints: [],
-  over: "gone",
-  overAt: 0,
-  credit: 0,
+  over: undefined,
+  overAt: undefined,
   planned: Buffer.alloc(0),
   offset: 0,
   finishing: false,
-  reserved: false,
   relayReset: undefined,
   messages: []
+})
+
+/** A stream id the relay let go of: only its id matters to the frames that name it. */
+const entryStub: StreamEntry = {
+  ...newEntry({ id: 0, kind: "http", nonce: "", method: "", requestEnded: true, credit: 0, reserved: false }),
+  over: "gone",
+  overAt: 0
 }

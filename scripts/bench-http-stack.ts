@@ -48,6 +48,7 @@ import WebSocket from "ws"
 import { commit, cpuBusyPercent, cpuTimes, flags, machine, percentile, repoRoot, rssKB, sleep, table, workingTreeDirty, writeResult } from "./lib/bench.js"
 import { resolveTool, runLoad, type Tool } from "./lib/load.js"
 import { type Child, exitOnSignals, spawnChild, tsx } from "./lib/processes.js"
+import { wsRoundTrip } from "./lib/ws-round-trip.js"
 
 const options = flags(
   {
@@ -371,19 +372,6 @@ const openWs = (url: string) =>
     ws.once("error", reject)
   })
 
-const roundTrip = (ws: WebSocket, message: string) =>
-  new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      ws.off("message", onMessage)
-      resolve(false)
-    }, 5000)
-    const onMessage = (data: WebSocket.RawData) => {
-      clearTimeout(timer)
-      resolve(data.toString() === message)
-    }
-    ws.once("message", onMessage)
-    ws.send(message)
-  })
 
 const wsMessage = (i: number) => `${"x".repeat(90)}${String(i).padStart(10, "0")}`
 
@@ -416,12 +404,12 @@ const measureWsStack = async (bundles: Bundles, stack: string, rep: number): Pro
     let echoErrors = 0
     let echo: Awaited<ReturnType<typeof measured<Array<number>>>>
     try {
-      for (let i = 0; i < options.wsWarmup; i++) if (!(await roundTrip(ws, wsMessage(i)))) echoErrors++
+      for (let i = 0; i < options.wsWarmup; i++) if (!(await wsRoundTrip(ws, wsMessage(i)))) echoErrors++
       echo = await measured(server.child.pid, `${stack} echo`, async () => {
         const times: Array<number> = []
         for (let i = 0; i < options.messages; i++) {
           const t0 = performance.now()
-          if (await roundTrip(ws, wsMessage(i))) times.push(performance.now() - t0)
+          if (await wsRoundTrip(ws, wsMessage(i))) times.push(performance.now() - t0)
           else echoErrors++
         }
         return times

@@ -7,23 +7,11 @@ import WebSocket from "ws"
 import { percentile } from "../bench.js"
 import { fmt, type Row } from "./http-load.js"
 import type { Reachable } from "./systems.js"
+import { wsRoundTrip } from "../ws-round-trip.js"
 
 /** Untimed WebSocket round trips before the timed ones. */
 export const wsWarmupRoundTrips = 500
 
-const roundTrip = (ws: WebSocket, message: string) =>
-  new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      ws.off("message", onMessage)
-      resolve(false)
-    }, 5000)
-    const onMessage = () => {
-      clearTimeout(timer)
-      resolve(true)
-    }
-    ws.once("message", onMessage)
-    ws.send(message)
-  })
 
 const wsRoundTrips = (s: Reachable & { readonly ws: string }, roundtrips: number) =>
   Effect.promise(async (): Promise<Row> => {
@@ -33,13 +21,13 @@ const wsRoundTrips = (s: Reachable & { readonly ws: string }, roundtrips: number
         ws.once("open", resolve)
         ws.once("error", reject)
       })
-      for (let i = 0; i < wsWarmupRoundTrips; i++) await roundTrip(ws, `warm ${i}`)
+      for (let i = 0; i < wsWarmupRoundTrips; i++) await wsRoundTrip(ws, `warm ${i}`)
       const times: Array<number> = []
       let errors = 0
       const start = performance.now()
       for (let i = 0; i < roundtrips; i++) {
         const t0 = performance.now()
-        if (await roundTrip(ws, `ping ${i}`)) times.push(performance.now() - t0)
+        if (await wsRoundTrip(ws, `ping ${i}`)) times.push(performance.now() - t0)
         else errors++
       }
       const seconds = (performance.now() - start) / 1000
